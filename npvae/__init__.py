@@ -1,0 +1,29 @@
+"""npvae: variational autoencoders in NumPy, every gradient written by hand and proven.
+
+Quick start::
+
+    import numpy as np
+    from npvae import VAE, Adam
+
+    vae = VAE(input_dim=64, latent_dim=4, hidden=(32,))
+    opt = Adam(vae.params, lr=1e-3)
+    loss, parts = vae.loss_and_grad(x_batch)   # -ELBO, and the gradient in vae.params.grad
+    opt.step()
+"""
+
+from npvae.activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from npvae.layers import MLP, Dense
+from npvae.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, GaussianScalar
+from npvae.model import VAEModel
+from npvae.optim import SGD, Adam, global_norm
+from npvae.params import ParamBuffer
+
+VAE = VAEModel  # replaced by the estimator class once npvae.vae lands
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE", "VAEModel", "Adam", "SGD", "global_norm", "ParamBuffer", "Dense", "MLP",
+    "Identity", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus",
+    "Bernoulli", "GaussianFixed", "GaussianScalar", "GaussianDiagonal", "__version__",
+]

@@ -1,0 +1,82 @@
+"""Input validation shared by every entry point: name the problem and the fix."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_data(x, dtype, argname="x", dim=None):
+    """Return ``x`` as a C-contiguous 2-D array of ``dtype``, checked for shape and values.
+
+    Copies only when ``x`` is not already such an array. Raises TypeError for non-numeric
+    data and ValueError for a wrong shape, an empty batch or NaN/inf values.
+    """
+    a = np.asarray(x)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise TypeError(f"{argname} must be a numeric array, got dtype {a.dtype}")
+    if np.iscomplexobj(a):
+        raise TypeError(f"{argname} must be real, got dtype {a.dtype}")
+    if a.ndim == 1 and dim is not None and a.shape[0] == dim:
+        raise ValueError(
+            f"{argname} has shape {a.shape}; pass a batch of shape (n, {dim}) "
+            f"(for one example use {argname}[None, :])"
+        )
+    if a.ndim != 2:
+        raise ValueError(
+            f"{argname} must be 2-D (n_samples, n_features), got shape {a.shape}; "
+            "flatten images with x.reshape(len(x), -1)"
+        )
+    if a.shape[0] == 0:
+        raise ValueError(f"{argname} is empty (0 rows); pass at least one example")
+    if dim is not None and a.shape[1] != dim:
+        raise ValueError(f"{argname} has {a.shape[1]} features per row but the model expects {dim}")
+    a = np.ascontiguousarray(a, dtype=dtype)
+    check_finite(a, argname)
+    return a
+
+
+def check_finite(a, argname):
+    """Raise ValueError if ``a`` holds NaN or inf (a cheap sum first, then the exact check)."""
+    if np.isfinite(a.sum()):
+        return
+    bad = ~np.isfinite(a)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{argname} contains {int(bad.sum())} NaN or inf values (first at index {first}); "
+            "remove or impute them before training"
+        )
+
+
+def positive_int(value, argname, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argname} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{argname} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def nonnegative_float(value, argname):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{argname} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{argname} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def positive_float(value, argname):
+    v = nonnegative_float(value, argname)
+    if v == 0:
+        raise ValueError(f"{argname} must be > 0, got {value!r}")
+    return v
+
+
+def float_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt

@@ -1,0 +1,216 @@
+r"""Plain-NumPy reference kernels: the specification, the fallback and the test oracle.
+
+Every function here has a Numba twin of the same name and signature in
+:mod:`npvae.kernels._numba`; the tests check that the two agree in float32 and float64.
+These are written to be read: each one is the math of :doc:`docs/math.md <../docs/math>`
+in vectorised NumPy. They allocate temporaries freely; the Numba versions do not.
+
+Conventions shared by both backends:
+
+* Outputs are written into arrays the caller passes (``out`` arguments, or in place);
+  the return value, where there is one, is a Python float.
+* ``h`` is the encoder's output ``(N, 2Z)``: columns ``[:Z]`` are ``mu``, ``[Z:]`` are
+  ``logvar``.
+* Decoder rows are sample-major: row ``r`` of an ``(L*N, .)`` array belongs to data point
+  ``r % N``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+from npvae.activations import from_code
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+# ----------------------------------------------------------------------------- dense layers
+def bias_act(y, b, code, param):
+    """In place: ``y <- f(y + b)``, the bias add and activation of a Dense layer.
+
+    Parameters
+    ----------
+    y : ndarray (N, H)
+        The GEMM output ``x @ W``; overwritten with the layer output.
+    b : ndarray (H,)
+    code, param : int, float
+        The activation (see :mod:`npvae.activations`).
+    """
+    y += b
+    y[...] = from_code(code, param).forward(y)
+
+
+def act_backward(dy, y, code, param, db):
+    r"""In place: ``dy <- dy * f'(a)`` (from the output ``y``), and ``db = sum_n dy``.
+
+    This is the activation backward fused with the bias gradient of the same layer:
+    :math:`\partial L/\partial b_h = \sum_n \partial L/\partial a_{nh}`.
+    """
+    dy *= from_code(code, param).derivative(y)
+    db[...] = dy.sum(axis=0)
+
+
+# ------------------------------------------------------------ reparameterisation and KL
+def sample_kl(h, noise, z, kl_col):
+    r"""Reparameterised sample and closed-form KL, forward.
+
+    .. math::
+        z_{ln} = \mu_n + e^{\ell_n / 2} \odot \epsilon_{ln}, \qquad
+        \mathrm{kl}_j = \sum_n \tfrac12 (\mu_{nj}^2 + e^{\ell_{nj}} - 1 - \ell_{nj})
+
+    Parameters
+    ----------
+    h : ndarray (N, 2Z)
+        ``[mu | logvar]``.
+    noise : ndarray (L*N, Z)
+        Standard normal draws, sample-major.
+    z : ndarray (L*N, Z), written
+    kl_col : ndarray (Z,), written
+        KL of each latent dimension, summed over the batch.
+    """
+    n, zdim = h.shape[0], h.shape[1] // 2
+    mu, logvar = h[:, :zdim], h[:, zdim:]
+    reps = noise.shape[0] // n
+    std = np.exp(0.5 * logvar)
+    z[...] = np.tile(mu, (reps, 1)) + np.tile(std, (reps, 1)) * noise
+    kl_col[...] = 0.5 * np.sum(mu * mu + np.exp(logvar) - 1.0 - logvar, axis=0)
+
+
+def sample_kl_backward(h, noise, dz, w, dh):
+    r"""Backward of :func:`sample_kl` for the loss ``sum(dz * z) + sum_j w_j kl_j``.
+
+    .. math::
+        \partial_{\mu_n} = \sum_l dz_{ln} + w \odot \mu_n, \qquad
+        \partial_{\ell_n} = \sum_l dz_{ln} \odot \epsilon_{ln} \odot \tfrac12 e^{\ell_n/2}
+            + w \odot \tfrac12 (e^{\ell_n} - 1)
+
+    Parameters
+    ----------
+    h, noise : as in :func:`sample_kl`
+    dz : ndarray (L*N, Z)
+        Gradient of the loss with respect to ``z``.
+    w : ndarray (Z,)
+        Weight of each dimension's KL in the loss (``beta / N``, or 0 where free bits
+        hold the dimension's KL constant).
+    dh : ndarray (N, 2Z), written
+    """
+    n, zdim = h.shape[0], h.shape[1] // 2
+    mu, logvar = h[:, :zdim], h[:, zdim:]
+    reps = noise.shape[0] // n
+    std = np.exp(0.5 * logvar)
+    dz3 = dz.reshape(reps, n, zdim)
+    noise3 = noise.reshape(reps, n, zdim)
+    dh[:, :zdim] = dz3.sum(axis=0) + w * mu
+    dh[:, zdim:] = (dz3 * noise3).sum(axis=0) * 0.5 * std + w * 0.5 * (np.exp(logvar) - 1.0)
+
+
+# --------------------------------------------------------------------------- likelihoods
+def bernoulli_nll(logits, x, scale, dlogits):
+    r"""Bernoulli negative log-likelihood from logits, and its scaled gradient.
+
+    .. math::
+        -\log p(x | l) = \mathrm{softplus}(l) - x l
+                       = \max(l, 0) - x l + \log(1 + e^{-|l|}), \qquad
+        \partial_l = \sigma(l) - x
+
+    The max/log1p form never overflows and never takes log(sigmoid).
+
+    Parameters
+    ----------
+    logits : ndarray (L*N, D)
+    x : ndarray (N, D)
+        Targets in [0, 1].
+    scale : float
+        ``dlogits = scale * (sigmoid(logits) - x)`` (``1/(L N)`` for the mean loss).
+    dlogits : ndarray (L*N, D), written
+
+    Returns
+    -------
+    float
+        The NLL summed over every row and pixel.
+    """
+    xt = np.tile(x, (logits.shape[0] // x.shape[0], 1))
+    nll = np.maximum(logits, 0) - xt * logits + np.log1p(np.exp(-np.abs(logits)))
+    dlogits[...] = scale * (expit(logits) - xt)
+    return float(nll.sum(dtype=np.float64))
+
+
+def gaussian_nll(mean, x, logvar, scale, dmean, dlogvar):
+    r"""Gaussian negative log-likelihood with log-variance ``logvar``, and its gradients.
+
+    .. math::
+        -\log p(x | m) = \tfrac12 \left(\log 2\pi + v + (x - m)^2 e^{-v}\right), \quad
+        \partial_m = (m - x) e^{-v}, \quad
+        \partial_v = \tfrac12 \left(1 - (x - m)^2 e^{-v}\right)
+
+    Parameters
+    ----------
+    mean : ndarray (L*N, D)
+    x : ndarray (N, D)
+    logvar : ndarray (D,) or (1,)
+        Per-dimension, or one value shared by every dimension.
+    scale : float
+        Multiplies both gradients.
+    dmean : ndarray (L*N, D), written
+    dlogvar : ndarray, same shape as ``logvar``, written
+        Summed over rows (and over dimensions when ``logvar`` has one value).
+
+    Returns
+    -------
+    float
+        The NLL summed over every row and dimension.
+    """
+    xt = np.tile(x, (mean.shape[0] // x.shape[0], 1))
+    r2 = (xt - mean) ** 2 * np.exp(-logvar)
+    nll = 0.5 * (LOG_2PI + logvar + r2)
+    dmean[...] = scale * (mean - xt) * np.exp(-logvar)
+    dv = scale * 0.5 * (1.0 - r2)
+    dlogvar[...] = dv.sum(axis=0) if logvar.shape[0] == mean.shape[1] else dv.sum()
+    return float(nll.sum(dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- optimizers
+def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
+    r"""One Adam step in PyTorch's form, in place, over flat buffers.
+
+    .. math::
+        g &\leftarrow s\,g \quad (s = \text{gscale}, \text{ from gradient clipping}) \\
+        p &\leftarrow p (1 - \eta \lambda) \quad (\text{decoupled weight decay, AdamW}) \\
+        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \quad
+        v \leftarrow \beta_2 v + (1 - \beta_2) g^2 \\
+        p &\leftarrow p - \eta \, \frac{m / b_1}{\sqrt{v / b_2} + \epsilon}, \quad
+        b_1 = 1 - \beta_1^t, \; b_2 = 1 - \beta_2^t
+    """
+    gs = gscale * g
+    if weight_decay:
+        p *= 1.0 - lr * weight_decay
+    m *= beta1
+    m += (1.0 - beta1) * gs
+    v *= beta2
+    v += (1.0 - beta2) * gs * gs
+    p -= lr * (m / bc1) / (np.sqrt(v / bc2) + eps)
+
+
+def sgd_step(p, g, buf, lr, momentum, weight_decay, nesterov, first, gscale):
+    r"""One SGD step with (optionally Nesterov) momentum, PyTorch's form, in place.
+
+    .. math::
+        d = s\,g + \lambda p, \quad
+        b \leftarrow d \text{ (first step) else } \mu b + d, \quad
+        p \leftarrow p - \eta\,(d + \mu b \text{ if Nesterov else } b)
+    """
+    d = gscale * g + weight_decay * p
+    if momentum:
+        if first:
+            buf[...] = d
+        else:
+            buf *= momentum
+            buf += d
+        d = d + momentum * buf if nesterov else buf
+    p -= lr * d
+
+
+def sum_squares(g):
+    """Return ``sum(g**2)`` as a Python float, accumulated in float64."""
+    return float(np.dot(g.astype(np.float64), g.astype(np.float64)))

@@ -1,0 +1,179 @@
+r"""Dense layers and multi-layer perceptrons with hand-written backward passes.
+
+A :class:`Dense` layer computes ``y = f(x @ W + b)`` with ``W`` of shape ``(in, out)``.
+Its parameters are views into a :class:`~npvae.params.ParamBuffer`, and its backward pass
+*writes* (never accumulates) ``dW`` and ``db`` into the gradient buffer, so no
+``zero_grad`` is needed. Forward and backward take the buffers to write into, so a model
+that keeps one workspace per batch size allocates nothing per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from npvae.activations import get_activation
+from npvae.kernels import get_kernels
+
+__all__ = ["Dense", "MLP"]
+
+
+def matmul(a, b, out):
+    """``out = a @ b`` through BLAS, writing into ``out``.
+
+    ``np.dot`` rather than ``np.matmul``: matmul does not hand products with an inner
+    dimension of 1 (a batch-1 weight gradient ``x.T @ dy``) to BLAS.
+    """
+    return np.dot(a, b, out=out)
+
+
+class Dense:
+    r"""Fully connected layer with a fused activation: ``y = f(x W + b)``.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output sizes. ``W`` has shape ``(n_in, n_out)``, ``b`` shape ``(n_out,)``.
+    activation : str or Activation, default "identity"
+    name : str
+        Prefix of the parameter names: ``{name}.W`` and ``{name}.b``.
+    """
+
+    def __init__(self, n_in, n_out, activation="identity", name="dense"):
+        if int(n_in) < 1 or int(n_out) < 1:
+            raise ValueError(f"Dense {name!r}: sizes must be >= 1, got in={n_in}, out={n_out}")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.act = get_activation(activation)
+        self.name = name
+        self.W = self.b = self.dW = self.db = None
+
+    def param_shapes(self):
+        """Names and shapes this layer needs in the parameter buffer."""
+        return {f"{self.name}.W": (self.n_in, self.n_out), f"{self.name}.b": (self.n_out,)}
+
+    def bind(self, params):
+        """Point ``W``, ``b``, ``dW``, ``db`` at their views in ``params``."""
+        self.W = params.view(f"{self.name}.W")
+        self.b = params.view(f"{self.name}.b")
+        self.dW = params.grad_view(f"{self.name}.W")
+        self.db = params.grad_view(f"{self.name}.b")
+
+    def initialize(self, rng, scheme="auto"):
+        r"""Draw ``W`` from ``rng`` and zero ``b``.
+
+        ``"he"``: :math:`W \sim \mathcal N(0, 2/n_{in})` (He et al. 2015, for ReLU-like
+        units); ``"glorot"``: :math:`W \sim U(-a, a)`, :math:`a = \sqrt{6/(n_{in}+n_{out})}`
+        (Glorot & Bengio 2010). ``"auto"`` picks the one suited to the activation.
+        """
+        scheme = self.act.init if scheme == "auto" else scheme
+        if scheme == "he":
+            w = rng.standard_normal(self.W.shape) * np.sqrt(2.0 / self.n_in)
+        elif scheme == "glorot":
+            a = np.sqrt(6.0 / (self.n_in + self.n_out))
+            w = rng.uniform(-a, a, size=self.W.shape)
+        else:
+            raise ValueError(f"init must be 'auto', 'he' or 'glorot', got {scheme!r}")
+        self.W[...] = w
+        self.b[...] = 0
+
+    def forward(self, x, out=None, kernels=None):
+        """Return ``y = f(x @ W + b)``, shape (N, n_out), written into ``out`` if given."""
+        k = kernels or get_kernels()
+        if out is None:
+            out = np.empty((x.shape[0], self.n_out), dtype=self.W.dtype)
+        matmul(x, self.W, out)  # (N, out)
+        k.bias_act(out, self.b, self.act.code, self.act.param)
+        return out
+
+    def backward(self, dy, x, y, dx=None, need_dx=True, kernels=None):
+        r"""Write ``dW``, ``db`` and return ``dx``.
+
+        With :math:`a = xW + b` and :math:`y = f(a)`:
+
+        .. math::
+            \delta = dy \odot f'(a), \quad
+            \partial W = x^\top \delta, \quad
+            \partial b = \textstyle\sum_n \delta_n, \quad
+            \partial x = \delta W^\top
+
+        ``f'(a)`` is computed from the output ``y``. ``dy`` is overwritten with
+        :math:`\delta`. Pass ``need_dx=False`` to skip the input gradient (a model's first
+        layer has no use for it).
+        """
+        k = kernels or get_kernels()
+        k.act_backward(dy, y, self.act.code, self.act.param, self.db)  # dy <- delta
+        matmul(x.T, dy, self.dW)  # (in, out)
+        if not need_dx:
+            return None
+        if dx is None:
+            dx = np.empty((dy.shape[0], self.n_in), dtype=dy.dtype)
+        return matmul(dy, self.W.T, dx)  # (N, in)
+
+    def __repr__(self):
+        return f"Dense({self.n_in}, {self.n_out}, {self.act!r}, name={self.name!r})"
+
+
+class MLP:
+    """A stack of :class:`Dense` layers; zero hidden layers gives one linear(ish) layer.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        ``[n_in, hidden_1, ..., hidden_k, n_out]``; ``k`` may be 0.
+    activation : str or Activation
+        Activation of the hidden layers.
+    out_activation : str or Activation, default "identity"
+        Activation of the last layer.
+    name : str
+        Layers are named ``{name}.0``, ``{name}.1``, ... and the last ``{name}.out``.
+    """
+
+    def __init__(self, sizes, activation="relu", out_activation="identity", name="mlp"):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2:
+            raise ValueError(f"MLP {name!r} needs at least input and output sizes, got {sizes}")
+        self.sizes = sizes
+        self.layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            self.layers.append(Dense(a, b, out_activation if last else activation,
+                                     name=f"{name}.out" if last else f"{name}.{i}"))
+
+    def param_shapes(self):
+        shapes = {}
+        for layer in self.layers:
+            shapes.update(layer.param_shapes())
+        return shapes
+
+    def bind(self, params):
+        for layer in self.layers:
+            layer.bind(params)
+
+    def initialize(self, rng, scheme="auto"):
+        for layer in self.layers:
+            layer.initialize(rng, scheme)
+
+    def workspace(self, n, dtype):
+        """Buffers for a batch of ``n``: every layer's output, and the gradient w.r.t. each
+        layer's input (``grads[i]`` has the shape of layer ``i``'s input)."""
+        outs = [np.empty((n, s), dtype=dtype) for s in self.sizes[1:]]
+        grads = [np.empty((n, s), dtype=dtype) for s in self.sizes[:-1]]
+        return {"outs": outs, "grads": grads}
+
+    def forward(self, x, ws, kernels=None):
+        """Run every layer, writing into ``ws["outs"]``; return the last output."""
+        h = x
+        for layer, out in zip(self.layers, ws["outs"]):
+            h = layer.forward(h, out, kernels)
+        return h
+
+    def backward(self, dy, x, ws, need_dx=True, kernels=None):
+        """Backpropagate ``dy`` (the gradient of the last output, overwritten) through every
+        layer, writing each layer's ``dW`` and ``db``; return the input gradient or None."""
+        outs, grads = ws["outs"], ws["grads"]
+        g = dy
+        for i in range(len(self.layers) - 1, -1, -1):
+            inp = x if i == 0 else outs[i - 1]
+            want = need_dx or i > 0
+            g = self.layers[i].backward(g, inp, outs[i], grads[i] if want else None,
+                                        need_dx=want, kernels=kernels)
+        return g

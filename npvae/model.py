@@ -1,0 +1,335 @@
+r"""The VAE's networks, its loss -ELBO and the hand-written gradient of that loss.
+
+Forward, for a batch ``x`` of N rows (and optional metadata ``y`` for a conditional VAE)::
+
+    h = encoder([x | y])                    # (N, 2Z): [mu | logvar]
+    z = mu + exp(logvar / 2) * noise        # (L*N, Z), noise ~ N(0, I), L samples per row
+    out = decoder([z | y])                  # (L*N, D): logits, or a Gaussian mean
+    loss = recon + beta * kl
+    recon = (1 / (L N)) sum_{l,n,d} -log p(x_nd | z_ln)
+    kl    = (1 / N) sum_{n,j} KL(N(mu_nj, exp(logvar_nj)) || N(0, 1))
+
+The loss is **summed over data and latent dimensions and averaged over the batch** (and
+over the L samples): per-example -ELBO, the quantity papers report in nats.
+
+Backward runs the same path in reverse (see ``docs/math.md``), writing every gradient
+into the one flat buffer ``model.params.grad``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from npvae import _checks as chk
+from npvae.kernels import get_kernels
+from npvae.layers import MLP
+from npvae.likelihoods import get_likelihood
+from npvae.params import ParamBuffer
+
+__all__ = ["VAEModel"]
+
+_MAX_WORKSPACES = 4
+
+
+class VAEModel:
+    r"""Gaussian-encoder VAE with a hand-written loss gradient.
+
+    Parameters
+    ----------
+    input_dim : int, optional
+        Data dimension D. If omitted the model is built on the first call that sees data.
+    latent_dim : int, default 20
+        Z, the size of the latent space.
+    hidden : sequence of int, default (400,)
+        Hidden layer sizes of the encoder; the decoder mirrors them. ``()`` makes both
+        networks a single (linear) layer.
+    encoder_hidden, decoder_hidden : sequence of int, optional
+        Override ``hidden`` for one network.
+    activation : str or Activation, default "relu"
+        Hidden-layer activation.
+    likelihood : str or Likelihood, default "bernoulli"
+        ``"bernoulli"`` (decoder emits logits), ``"gaussian"`` (fixed variance),
+        ``"gaussian-scalar"`` or ``"gaussian-diag"`` (learned variance).
+    variance : float, default 1.0
+        Fixed (or initial) variance of a Gaussian likelihood.
+    beta : float, default 1.0
+        Weight of the KL term (beta-VAE).
+    n_samples : int, default 1
+        L, reparameterised samples per data point; the loss averages over them.
+    free_bits : float, default 0.0
+        Minimum KL per latent dimension (nats, batch-averaged) below which the KL of that
+        dimension is held constant (Kingma et al. 2016).
+    cond_dim : int, default 0
+        Size of the metadata vector ``y`` of a conditional VAE (0: unconditional).
+    dtype : {"float32", "float64"}, default "float32"
+    init : {"auto", "he", "glorot"}, default "auto"
+    seed : int, default 0
+        Seeds the weight initialisation and the model's own noise generator.
+    backend : {"numba", "numpy"}, optional
+        Kernel backend; default from ``NPVAE_BACKEND`` (see :mod:`npvae.kernels`).
+    """
+
+    def __init__(self, input_dim=None, latent_dim=20, hidden=(400,), *, encoder_hidden=None,
+                 decoder_hidden=None, activation="relu", likelihood="bernoulli", variance=1.0,
+                 beta=1.0, n_samples=1, free_bits=0.0, cond_dim=0, dtype="float32",
+                 init="auto", seed=0, backend=None):
+        self.latent_dim = chk.positive_int(latent_dim, "latent_dim")
+        self.hidden = self._sizes(hidden, "hidden")
+        self.encoder_hidden = self._sizes(
+            self.hidden if encoder_hidden is None else encoder_hidden, "encoder_hidden")
+        self.decoder_hidden = self._sizes(
+            tuple(reversed(self.hidden)) if decoder_hidden is None else decoder_hidden,
+            "decoder_hidden")
+        self.activation = activation
+        if isinstance(likelihood, str):
+            self.likelihood = get_likelihood(
+                likelihood, **({} if likelihood.lower() == "bernoulli" else {"variance": variance}))
+        else:
+            self.likelihood = get_likelihood(likelihood)
+        self.beta = chk.nonnegative_float(beta, "beta")
+        self.n_samples = chk.positive_int(n_samples, "n_samples")
+        self.free_bits = chk.nonnegative_float(free_bits, "free_bits")
+        self.cond_dim = chk.positive_int(cond_dim, "cond_dim", minimum=0)
+        self.dtype = chk.float_dtype(dtype)
+        if init not in ("auto", "he", "glorot"):
+            raise ValueError(f"init must be 'auto', 'he' or 'glorot', got {init!r}")
+        self.init = init
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
+        self.kernels = get_kernels(backend)
+        self.backend = self.kernels.name
+        self.input_dim = None
+        self.params = None
+        if input_dim is not None:
+            self.build(chk.positive_int(input_dim, "input_dim"))
+
+    @staticmethod
+    def _sizes(sizes, argname):
+        if isinstance(sizes, (int, np.integer)):
+            sizes = (sizes,)
+        sizes = tuple(sizes)
+        for s in sizes:
+            chk.positive_int(s, f"every entry of {argname}")
+        return tuple(int(s) for s in sizes)
+
+    # ------------------------------------------------------------------------ building
+    def build(self, input_dim):
+        """Create the networks and the parameter buffer for data of dimension ``input_dim``,
+        and initialise the weights from ``seed``."""
+        d, z, c = int(input_dim), self.latent_dim, self.cond_dim
+        self.input_dim = d
+        self.encoder = MLP([d + c, *self.encoder_hidden, 2 * z], self.activation, name="encoder")
+        self.decoder = MLP([z + c, *self.decoder_hidden, d], self.activation, name="decoder")
+        shapes = OrderedDict()
+        shapes.update(self.encoder.param_shapes())
+        shapes.update(self.decoder.param_shapes())
+        shapes.update(self.likelihood.param_shapes(d))
+        self.params = ParamBuffer(shapes, self.dtype)
+        for part in (self.encoder, self.decoder, self.likelihood):
+            part.bind(self.params)
+        init_rng = np.random.default_rng([self.seed, 0])
+        self.encoder.initialize(init_rng, self.init)
+        self.decoder.initialize(init_rng, self.init)
+        self.likelihood.initialize()
+        self.rng = np.random.default_rng([self.seed, 1])  # the model's own noise stream
+        self._workspaces = OrderedDict()
+        return self
+
+    def _require_built(self):
+        if self.params is None:
+            raise RuntimeError("the model is not built yet: pass input_dim=..., or call fit()")
+
+    def named_parameters(self):
+        """Ordered dict of parameter name to a view into ``params.data``.
+
+        Layout: ``encoder.{i}.W`` (in, out) and ``encoder.{i}.b`` (out,) for each hidden
+        layer, ``encoder.out.W`` (H, 2Z) whose columns ``[:Z]`` give mu and ``[Z:]``
+        logvar, then the same for ``decoder.*`` (``decoder.out`` emits the likelihood's
+        parameters), then ``likelihood.logvar`` for a learned Gaussian variance.
+        Writing into a view changes the model; copy to keep a snapshot.
+        """
+        self._require_built()
+        return self.params.named()
+
+    def named_gradients(self):
+        """Like :meth:`named_parameters`, for the gradient buffer."""
+        self._require_built()
+        return self.params.named_grads()
+
+    # ---------------------------------------------------------------------- validation
+    def _check_x(self, x, argname="x"):
+        if self.params is None:
+            x0 = chk.as_data(x, self.dtype, argname)
+            self.build(x0.shape[1])
+        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim)
+        self.likelihood.validate(x, argname)
+        return x
+
+    def _check_y(self, y, n, argname="y"):
+        if self.cond_dim == 0:
+            if y is not None:
+                raise ValueError(f"{argname} was given but the model is not conditional; "
+                                 "build it with cond_dim=... to use metadata")
+            return None
+        if y is None:
+            raise ValueError(f"this conditional model needs {argname} of shape (n, {self.cond_dim})")
+        y = chk.as_data(y, self.dtype, argname, dim=self.cond_dim)
+        if y.shape[0] != n:
+            raise ValueError(f"{argname} has {y.shape[0]} rows but the batch has {n}")
+        return y
+
+    # ------------------------------------------------------------------------ workspace
+    def _workspace(self, n):
+        ws = self._workspaces.get(n)
+        if ws is not None:
+            self._workspaces.move_to_end(n)
+            return ws
+        L, z, c, d, dt = self.n_samples, self.latent_dim, self.cond_dim, self.input_dim, self.dtype
+        ws = {
+            "enc_in": np.empty((n, d + c), dt) if c else None,
+            "enc": self.encoder.workspace(n, dt),
+            "noise": np.empty((L, n, z), dt),
+            "dec_in": np.empty((L * n, z + c), dt),
+            "dec": self.decoder.workspace(L * n, dt),
+            "dout": np.empty((L * n, d), dt),
+            "dh": np.empty((n, 2 * z), dt),
+            "kl_col": np.empty(z, dt),
+            "w": np.empty(z, dt),
+        }
+        self._workspaces[n] = ws
+        if len(self._workspaces) > _MAX_WORKSPACES:
+            self._workspaces.popitem(last=False)
+        return ws
+
+    # --------------------------------------------------------------------- loss and grad
+    def loss_and_grad(self, x, y=None, *, noise=None, rng=None, beta=None, free_bits=None,
+                      check_input=True):
+        r"""Return -ELBO of the batch and write its gradient into ``params.grad``.
+
+        Parameters
+        ----------
+        x : array_like (N, D)
+        y : array_like (N, C), optional
+            Metadata of a conditional VAE.
+        noise : array_like (L, N, Z), optional
+            The reparameterisation noise. Pass it to reproduce a loss and gradient exactly;
+            otherwise it is drawn from ``rng`` (default: the model's own generator).
+        rng : numpy.random.Generator, optional
+        beta, free_bits : float, optional
+            Override the model's values for this call (KL warm-up schedules do).
+        check_input : bool, default True
+            Validate ``x`` (shape, finiteness, support). A trainer that validated the whole
+            dataset once passes False.
+
+        Returns
+        -------
+        loss : float
+            ``recon + beta * kl`` (with free bits, ``recon + beta * sum_j max(kl_j, fb)``),
+            averaged over the batch and the L samples, summed over dimensions.
+        parts : dict
+            ``{"loss", "recon", "kl"}``; ``kl`` is the unweighted KL.
+        """
+        if check_input or self.params is None:
+            x = self._check_x(x)
+        n = x.shape[0]
+        y = self._check_y(y, n)
+        beta = self.beta if beta is None else chk.nonnegative_float(beta, "beta")
+        fb = self.free_bits if free_bits is None else chk.nonnegative_float(free_bits, "free_bits")
+        ws = self._workspace(n)
+        k, L, z = self.kernels, self.n_samples, self.latent_dim
+        if noise is None:
+            (rng or self.rng).standard_normal(out=ws["noise"], dtype=self.dtype)
+        else:
+            noise = np.asarray(noise)
+            if noise.shape != (L, n, z):
+                raise ValueError(f"noise must have shape (L, N, Z) = {(L, n, z)}, got {noise.shape}")
+            ws["noise"][...] = noise
+        noise2 = ws["noise"].reshape(L * n, z)
+
+        # forward
+        enc_in = x
+        if y is not None:
+            enc_in = ws["enc_in"]
+            enc_in[:, :self.input_dim] = x
+            enc_in[:, self.input_dim:] = y
+        h = self.encoder.forward(enc_in, ws["enc"], k)  # (N, 2Z)
+        dec_in = ws["dec_in"]
+        k.sample_kl(h, noise2, dec_in[:, :z], ws["kl_col"])  # z, per-dim KL sums
+        if y is not None:
+            dec_in.reshape(L, n, -1)[:, :, z:] = y
+        out = self.decoder.forward(dec_in, ws["dec"], k)  # (L*N, D)
+        scale = 1.0 / (L * n)
+        recon = self.likelihood.nll_and_grad(out, x, scale, ws["dout"], k) * scale
+
+        kl_dims = ws["kl_col"] / n  # tiny (Z,) array: batch-mean KL per dimension
+        kl = float(kl_dims.sum())
+        w = ws["w"]
+        if fb > 0:
+            w[...] = np.where(kl_dims > fb, beta / n, 0.0)
+            kl_term = float(np.maximum(kl_dims, fb).sum())
+        else:
+            w.fill(beta / n)
+            kl_term = kl
+        loss = recon + beta * kl_term
+
+        # backward
+        ddec_in = self.decoder.backward(ws["dout"], dec_in, ws["dec"], True, k)  # (L*N, Z+C)
+        k.sample_kl_backward(h, noise2, ddec_in[:, :z], w, ws["dh"])
+        self.encoder.backward(ws["dh"], enc_in, ws["enc"], False, k)
+        return loss, {"loss": loss, "recon": recon, "kl": kl}
+
+    # ------------------------------------------------------------------ encode / decode
+    def _batches(self, n, size=1024):
+        for start in range(0, n, size):
+            yield slice(start, min(start + size, n))
+
+    def encode(self, x, y=None):
+        """Posterior parameters ``(mu, logvar)``, each (N, Z), of q(z | x[, y])."""
+        self._require_built()
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        h = np.empty((x.shape[0], 2 * self.latent_dim), self.dtype)
+        for s in self._batches(x.shape[0]):
+            inp = x[s] if y is None else np.hstack([x[s], y[s]])
+            h[s] = self.encoder.forward(inp, self.encoder.workspace(len(inp), self.dtype),
+                                        self.kernels)
+        z = self.latent_dim
+        return h[:, :z].copy(), h[:, z:].copy()
+
+    def decode(self, z, y=None, *, raw=False):
+        """Decode latents (N, Z): the mean of p(x | z) (probabilities for Bernoulli), or
+        with ``raw=True`` the decoder output itself (logits, Gaussian mean)."""
+        self._require_built()
+        z = chk.as_data(z, self.dtype, "z", dim=self.latent_dim)
+        y = self._check_y(y, z.shape[0])
+        out = np.empty((z.shape[0], self.input_dim), self.dtype)
+        for s in self._batches(z.shape[0]):
+            inp = z[s] if y is None else np.hstack([z[s], y[s]])
+            out[s] = self.decoder.forward(inp, self.decoder.workspace(len(inp), self.dtype),
+                                          self.kernels)
+        return out if raw else self.likelihood.mean(out)
+
+    def config(self):
+        """JSON-serialisable constructor arguments (with ``input_dim``) that rebuild the model."""
+        act = self.activation
+        return {
+            "input_dim": self.input_dim, "latent_dim": self.latent_dim,
+            "encoder_hidden": list(self.encoder_hidden),
+            "decoder_hidden": list(self.decoder_hidden),
+            "activation": act if isinstance(act, str) else {"name": act.name, "param": act.param},
+            "likelihood": self.likelihood.name,
+            "variance": getattr(self.likelihood, "variance", 1.0),
+            "beta": self.beta, "n_samples": self.n_samples, "free_bits": self.free_bits,
+            "cond_dim": self.cond_dim, "dtype": self.dtype.name, "init": self.init,
+            "seed": self.seed,
+        }
+
+    def __repr__(self):
+        d = self.input_dim if self.input_dim is not None else "?"
+        return (f"{type(self).__name__}(input_dim={d}, latent_dim={self.latent_dim}, "
+                f"encoder={self.encoder_hidden}, decoder={self.decoder_hidden}, "
+                f"likelihood={self.likelihood.name!r}, beta={self.beta}, "
+                f"cond_dim={self.cond_dim}, dtype={self.dtype.name}, backend={self.backend!r})")
