@@ -133,7 +133,7 @@ class MLP:
             raise ValueError(f"MLP {name!r} needs at least input and output sizes, got {sizes}")
         self.sizes = sizes
         self.layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             last = i == len(sizes) - 2
             self.layers.append(Dense(a, b, out_activation if last else activation,
                                      name=f"{name}.out" if last else f"{name}.{i}"))
@@ -162,7 +162,7 @@ class MLP:
     def forward(self, x, ws, kernels=None):
         """Run every layer, writing into ``ws["outs"]``; return the last output."""
         h = x
-        for layer, out in zip(self.layers, ws["outs"]):
+        for layer, out in zip(self.layers, ws["outs"], strict=True):
             h = layer.forward(h, out, kernels)
         return h
 

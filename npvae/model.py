@@ -175,7 +175,8 @@ class VAEModel:
                                  "build it with cond_dim=... to use metadata")
             return None
         if y is None:
-            raise ValueError(f"this conditional model needs {argname} of shape (n, {self.cond_dim})")
+            raise ValueError(
+                f"this conditional model needs {argname} of shape (n, {self.cond_dim})")
         y = chk.as_data(y, self.dtype, argname, dim=self.cond_dim)
         if y.shape[0] != n:
             raise ValueError(f"{argname} has {y.shape[0]} rows but the batch has {n}")
@@ -245,7 +246,8 @@ class VAEModel:
         else:
             noise = np.asarray(noise)
             if noise.shape != (L, n, z):
-                raise ValueError(f"noise must have shape (L, N, Z) = {(L, n, z)}, got {noise.shape}")
+                raise ValueError(
+                    f"noise must have shape (L, N, Z) = {(L, n, z)}, got {noise.shape}")
             ws["noise"][...] = noise
         noise2 = ws["noise"].reshape(L * n, z)
 

@@ -63,7 +63,7 @@ class Adam(_Optimizer):
     r"""Adam (Kingma & Ba 2015) in PyTorch's form, with optional decoupled weight decay (AdamW).
 
     .. math::
-        g_t &= s\,\nabla_\theta L \qquad (s \le 1 \text{ clips } \lVert g \rVert \text{ to clip\_norm}) \\
+        g_t &= s\,\nabla_\theta L \qquad (s \le 1 \text{ clips the norm to clip\_norm}) \\
         \theta &\leftarrow \theta (1 - \eta \lambda) \\
         m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
         v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\

@@ -212,6 +212,6 @@ def sgd_step(p, g, buf, lr, momentum, weight_decay, nesterov, first, gscale):
 def sum_squares(g):
     total = 0.0
     for i in range(g.shape[0]):
-        gi = float(g[i])
+        gi = np.float64(g[i])
         total += gi * gi
     return total

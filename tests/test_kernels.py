@@ -1,0 +1,164 @@
+"""Every Numba kernel against its plain-NumPy reference, in float32 and float64.
+
+Elementwise outputs must agree to a few ulps; reductions (bias gradients, totals) to the
+rounding of a sum of that length. The numba backend is loaded explicitly, so these run
+(and must pass) under NPVAE_BACKEND=numpy too.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from npvae.kernels import KERNEL_NAMES, _reference, get_kernels
+from tests.strategies import arrays, batch, seeds, width
+
+pytest.importorskip("numba")
+NB = get_kernels("numba")
+REF = get_kernels("numpy")
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 2e-6, np.float64: 1e-12}
+
+
+def close(a, b, dtype, n_terms=1):
+    """Elementwise agreement, loosened for reductions in proportion to their length."""
+    rtol = RTOL[dtype] * max(1, n_terms)
+    atol = rtol * max(1.0, float(np.max(np.abs(b), initial=0)))
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def test_both_backends_expose_every_kernel():
+    assert NB.name == "numba" and REF.name == "numpy"
+    for name in KERNEL_NAMES:
+        assert callable(getattr(NB, name)) and callable(getattr(_reference, name))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code,param", [(0, 0.0), (1, 0.0), (2, 0.1), (3, 1.0), (4, 0.0),
+                                        (5, 0.0), (6, 0.0)])
+@given(shape=st.tuples(batch, width), seed=seeds)
+def test_bias_act_and_backward(dtype, code, param, shape, seed):
+    rng = np.random.default_rng(seed)
+    y0 = (rng.standard_normal(shape) * 4).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    ya, yb = y0.copy(), y0.copy()
+    NB.bias_act(ya, b, code, param)
+    REF.bias_act(yb, b, code, param)
+    close(ya, yb, dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    da, dbuf = dy.copy(), dy.copy()
+    dba, dbb = np.empty_like(b), np.empty_like(b)
+    NB.act_backward(da, yb, code, param, dba)
+    REF.act_backward(dbuf, yb, code, param, dbb)
+    close(da, dbuf, dtype)
+    close(dba, dbb, dtype, n_terms=shape[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(n=batch, z=width, reps=st.integers(1, 3), seed=seeds)
+def test_sample_kl_and_backward(dtype, n, z, reps, seed):
+    rng = np.random.default_rng(seed)
+    h = (rng.standard_normal((n, 2 * z)) * 2).astype(dtype)
+    noise = rng.standard_normal((reps * n, z)).astype(dtype)
+    out = [np.empty((reps * n, z), dtype), np.empty((reps * n, z), dtype)]
+    kl = [np.empty(z, dtype), np.empty(z, dtype)]
+    NB.sample_kl(h, noise, out[0], kl[0])
+    REF.sample_kl(h, noise, out[1], kl[1])
+    close(out[0], out[1], dtype)
+    close(kl[0], kl[1], dtype, n_terms=n)
+    dz = rng.standard_normal((reps * n, z)).astype(dtype)
+    w = rng.random(z).astype(dtype)
+    dh = [np.empty_like(h), np.empty_like(h)]
+    NB.sample_kl_backward(h, noise, dz, w, dh[0])
+    REF.sample_kl_backward(h, noise, dz, w, dh[1])
+    close(dh[0], dh[1], dtype, n_terms=reps)
+
+
+def test_sample_kl_writes_into_a_strided_view():
+    """The conditional VAE writes z into the first columns of the decoder input."""
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((3, 4))
+    noise = rng.standard_normal((3, 2))
+    buf = np.full((3, 5), 7.0)
+    NB.sample_kl(h, noise, buf[:, :2], np.empty(2))
+    ref = np.empty((3, 2))
+    REF.sample_kl(h, noise, ref, np.empty(2))
+    np.testing.assert_allclose(buf[:, :2], ref, rtol=1e-12)
+    assert np.all(buf[:, 2:] == 7.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(n=batch, d=width, reps=st.integers(1, 3), seed=seeds,
+       big=st.sampled_from([1.0, 30.0, 1e4]))
+def test_bernoulli_nll(dtype, n, d, reps, seed, big):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal((reps * n, d)) * big).astype(dtype)
+    x = rng.random((n, d)).astype(dtype)
+    g = [np.empty_like(logits), np.empty_like(logits)]
+    ta = NB.bernoulli_nll(logits, x, 0.5, g[0])
+    tb = REF.bernoulli_nll(logits, x, 0.5, g[1])
+    assert np.isfinite(ta) and np.all(np.isfinite(g[0]))
+    close(g[0], g[1], dtype)
+    close(ta, tb, dtype, n_terms=logits.size)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shared", [True, False])
+@given(n=batch, d=width, reps=st.integers(1, 3), seed=seeds)
+def test_gaussian_nll(dtype, shared, n, d, reps, seed):
+    rng = np.random.default_rng(seed)
+    mean = rng.standard_normal((reps * n, d)).astype(dtype)
+    x = rng.standard_normal((n, d)).astype(dtype)
+    logvar = rng.standard_normal(1 if shared else d).astype(dtype)
+    g = [np.empty_like(mean), np.empty_like(mean)]
+    gv = [np.empty_like(logvar), np.empty_like(logvar)]
+    ta = NB.gaussian_nll(mean, x, logvar, 0.25, g[0], gv[0])
+    tb = REF.gaussian_nll(mean, x, logvar, 0.25, g[1], gv[1])
+    close(g[0], g[1], dtype)
+    close(gv[0], gv[1], dtype, n_terms=mean.size)
+    close(ta, tb, dtype, n_terms=mean.size)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(size=st.integers(0, 40), seed=seeds, wd=st.sampled_from([0.0, 0.01]),
+       gscale=st.sampled_from([1.0, 0.3]))
+def test_adam_step_over_seven_steps(dtype, size, seed, wd, gscale):
+    """Seven steps, comparing parameters and both moments (PyTorch's fused-vs-loop test)."""
+    rng = np.random.default_rng(seed)
+    p = [rng.standard_normal(size).astype(dtype) for _ in range(2)]
+    p[1][...] = p[0]
+    m = [np.zeros(size, dtype) for _ in range(2)]
+    v = [np.zeros(size, dtype) for _ in range(2)]
+    b1, b2 = 0.9, 0.999
+    for t in range(1, 8):
+        g = rng.standard_normal(size).astype(dtype)
+        for k, kern in enumerate((NB, REF)):
+            kern.adam_step(p[k], g, m[k], v[k], 1e-2, b1, b2, 1e-8, 1 - b1**t, 1 - b2**t, wd,
+                           gscale)
+    close(p[0], p[1], dtype, n_terms=8)
+    close(m[0], m[1], dtype, n_terms=8)
+    close(v[0], v[1], dtype, n_terms=8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(size=st.integers(0, 40), seed=seeds, momentum=st.sampled_from([0.0, 0.9]),
+       nesterov=st.booleans(), wd=st.sampled_from([0.0, 0.01]))
+def test_sgd_step(dtype, size, seed, momentum, nesterov, wd):
+    nesterov = nesterov and momentum > 0
+    rng = np.random.default_rng(seed)
+    p = [rng.standard_normal(size).astype(dtype) for _ in range(2)]
+    p[1][...] = p[0]
+    buf = [np.zeros(size, dtype) for _ in range(2)]
+    for t in range(1, 5):
+        g = rng.standard_normal(size).astype(dtype)
+        for k, kern in enumerate((NB, REF)):
+            kern.sgd_step(p[k], g, buf[k], 0.1, momentum, wd, nesterov, t == 1, 0.5)
+    close(p[0], p[1], dtype, n_terms=5)
+    close(buf[0], buf[1], dtype, n_terms=5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(g=st.integers(0, 50).flatmap(lambda n: arrays((n,), lo=-100, hi=100)))
+def test_sum_squares(dtype, g):
+    g = g.astype(dtype)
+    np.testing.assert_allclose(NB.sum_squares(g), REF.sum_squares(g), rtol=1e-12)
