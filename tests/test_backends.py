@@ -1,0 +1,84 @@
+"""The two backends give the same losses and gradients; import compiles nothing; compiled
+kernels are cached on disk so a second process starts fast."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from npvae.kernels import default_backend, get_kernels
+from npvae.model import VAEModel
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 2e-5)])
+@pytest.mark.parametrize("lik", ["bernoulli", "gaussian-diag"])
+def test_backends_agree_on_loss_and_gradient(dtype, rtol, lik):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 30))
+    noise = rng.standard_normal((2, 16, 5))
+    out = {}
+    for backend in ("numba", "numpy"):
+        m = VAEModel(30, 5, hidden=(24, 12), likelihood=lik, n_samples=2, cond_dim=3,
+                     dtype=dtype, backend=backend, free_bits=0.01)
+        loss, parts = m.loss_and_grad(x, rng.random((16, 3)) * 0 + 0.5, noise=noise)
+        out[backend] = (loss, m.params.grad.copy())
+    assert out["numba"][0] == pytest.approx(out["numpy"][0], rel=rtol)
+    g_nb, g_np = out["numba"][1], out["numpy"][1]
+    assert np.linalg.norm(g_nb - g_np) <= rtol * 10 * np.linalg.norm(g_np)
+
+
+def test_backend_selection_by_environment(monkeypatch):
+    monkeypatch.setenv("NPVAE_BACKEND", "numpy")
+    assert default_backend() == "numpy"
+    monkeypatch.setenv("NPVAE_BACKEND", "numba")
+    monkeypatch.setenv("NPVAE_DISABLE_NUMBA", "1")
+    assert default_backend() == "numpy"
+    monkeypatch.delenv("NPVAE_DISABLE_NUMBA")
+    monkeypatch.setenv("NPVAE_BACKEND", "fortran")
+    with pytest.raises(ValueError, match="is not a backend"):
+        default_backend()
+    assert get_kernels("numpy").name == "numpy"
+
+
+def run(code, env=None):
+    env = {**os.environ, **(env or {})}
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_import_is_fast_and_compiles_nothing():
+    out = run("""
+        import sys, time
+        t = time.perf_counter()
+        import npvae
+        dt = time.perf_counter() - t
+        print(dt, "numba" in sys.modules)
+    """)
+    seconds, numba_loaded = out.split()
+    assert float(seconds) < 1.0
+    assert numba_loaded == "False"  # nothing can have been compiled
+
+
+def test_kernels_are_cached_on_disk(tmp_path):
+    pytest.importorskip("numba")
+    code = """
+        import time, numpy as np
+        from npvae.kernels import get_kernels
+        k = get_kernels("numba")
+        y = np.ones((3, 4), np.float32)
+        t = time.perf_counter()
+        k.bias_act(y, np.zeros(4, np.float32), 1, 0.0)
+        print(time.perf_counter() - t, sum(k.bias_act.stats.cache_hits.values()))
+    """
+    env = {"NUMBA_CACHE_DIR": str(tmp_path), "NPVAE_BACKEND": "numba"}
+    first, hits1 = run(code, env).split()
+    second, hits2 = run(code, env).split()
+    assert int(hits1) == 0 and int(hits2) == 1, "the second process must load from the cache"
+    assert any(tmp_path.rglob("*.nbi")), "no index file in NUMBA_CACHE_DIR"
+    assert float(second) < float(first)
