@@ -17,13 +17,16 @@ from npvae.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, Gaussi
 from npvae.model import VAEModel
 from npvae.optim import SGD, Adam, global_norm
 from npvae.params import ParamBuffer
+from npvae.train import Trainer, TrainingDiverged
+from npvae.vae import VAE
 
-VAE = VAEModel  # replaced by the estimator class once npvae.vae lands
+load = VAE.load
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "VAE", "VAEModel", "Adam", "SGD", "global_norm", "ParamBuffer", "Dense", "MLP",
+    "VAE", "VAEModel", "load", "Trainer", "TrainingDiverged", "Adam", "SGD", "global_norm",
+    "ParamBuffer", "Dense", "MLP",
     "Identity", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus",
     "Bernoulli", "GaussianFixed", "GaussianScalar", "GaussianDiagonal", "__version__",
 ]

@@ -1,0 +1,468 @@
+"""The training loop: batches, schedules, KL warm-up, validation, early stopping,
+checkpoints, resume, Ctrl-C and divergence handling.
+
+Reproducibility. Three generators drive a run, derived from one seed with
+``SeedSequence([seed, 0x6E70]).spawn(4)``: shuffling, reparameterisation noise,
+stochastic binarisation, and a fourth that is re-created every epoch so validation always
+sees the same noise. The same seed on the same machine gives bit-identical parameters.
+
+Resume. A checkpoint holds the parameters, the optimizer state (Adam's m, v, t), the
+RNG states, the epoch and step counters, the history and, mid-epoch, the running sums of
+the epoch. Shuffling and binarisation draw once per epoch, so the checkpoint stores their
+states *at the start of the epoch* and the noise state *now*: resuming redraws the same
+permutation and binary data, skips the steps already taken and continues, so a resumed
+run (from an epoch boundary or from a Ctrl-C mid-epoch) equals an uninterrupted one bit for
+bit, provided the same training settings (``epochs`` too when an lr schedule is used).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from contextlib import ExitStack, contextmanager
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from npvae import _checks as chk
+from npvae.io import CheckpointError, check_shapes, load_checkpoint, save_checkpoint
+from npvae.metrics import elbo_terms
+from npvae.optim import SGD, Adam
+
+__all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
+           "lr_factor", "thread_limits", "CHECKPOINT_KIND"]
+
+CHECKPOINT_KIND = "npvae.VAE"
+OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+LR_SCHEDULES = (None, "cosine", "step", "exponential")
+# constructor arguments that change the parameter layout or the noise shape
+STRUCTURE_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "activation",
+                  "likelihood", "cond_dim", "dtype", "n_samples")
+# fit arguments that must match for a resumed run to equal an uninterrupted one
+_REPLAY_KEYS = ("batch_size", "lr", "optimizer", "lr_schedule", "kl_warmup_epochs",
+                "free_bits", "clip_norm", "weight_decay", "binarize")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN or inf; the model was rolled back."""
+
+
+class Callback:
+    """Base class of training callbacks; override any hook. Set ``trainer.stop_training``
+    to stop after the current step (a checkpoint is written as for Ctrl-C)."""
+
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_epoch_begin(self, trainer, epoch):
+        pass
+
+    def on_step_end(self, trainer, step, parts):
+        pass
+
+    def on_epoch_end(self, trainer, epoch, record):
+        pass
+
+    def on_train_end(self, trainer):
+        pass
+
+
+def lr_factor(schedule, step, total):
+    r"""Multiplier of the base learning rate at (0-based) ``step`` of ``total`` steps.
+
+    * ``None``: 1.
+    * ``"cosine"``: :math:`\tfrac12 (1 + \cos(\pi t / T))`, from 1 down to 0 at the end.
+    * ``"step"``: 1, then 0.1 from 50 % of the steps, then 0.01 from 75 %.
+    * ``"exponential"``: :math:`0.01^{t/T}`, smoothly down to 1 % at the end.
+    * a callable ``f(step, total) -> factor``.
+    """
+    if schedule is None:
+        return 1.0
+    if callable(schedule):
+        return float(schedule(step, total))
+    frac = step / max(total, 1)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    if schedule == "step":
+        return 1.0 if frac < 0.5 else (0.1 if frac < 0.75 else 0.01)
+    return 0.01 ** frac
+
+
+@contextmanager
+def thread_limits(threads):
+    """Cap BLAS threads (with threadpoolctl, if installed) and Numba threads to ``threads``
+    for the duration of the block; ``None`` changes nothing."""
+    if threads is None:
+        yield
+        return
+    with ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+            stack.enter_context(threadpool_limits(limits=threads))
+        except ImportError:  # BLAS then uses its own default (OMP_NUM_THREADS etc.)
+            pass
+        try:
+            import numba
+            old = numba.get_num_threads()
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            stack.callback(numba.set_num_threads, old)
+        except ImportError:
+            pass
+        yield
+
+
+def _choice(value, argname, choices):
+    if value not in choices:
+        raise ValueError(f"{argname} must be one of {', '.join(map(repr, choices))}, "
+                         f"got {value!r}")
+    return value
+
+
+def param_arrays(model):
+    """``{"params/<name>": array}`` for every named parameter (views, not copies)."""
+    return {f"params/{name}": v for name, v in model.named_parameters().items()}
+
+
+def restore_params(model, arrays, path=None):
+    """Copy ``params/<name>`` arrays into ``model``, raising CheckpointError on any mismatch."""
+    expected = {f"params/{n}": s for n, s in model.params.shapes.items()}
+    check_shapes(arrays, expected, path=path)
+    extra = sorted(k for k in arrays if k.startswith("params/") and k not in expected)
+    if extra:
+        raise CheckpointError(f"{path}: checkpoint has parameters the model lacks: {extra}")
+    model.params.load({k[7:]: arrays[k] for k in expected})
+
+
+class Trainer:
+    """Runs :meth:`npvae.vae.VAE.fit`; see that method for every argument.
+
+    After :meth:`fit`, ``history`` holds one dict per epoch and ``stop_reason`` is one of
+    ``"completed"``, ``"early_stopping"``, ``"interrupted"``, ``"callback"`` or ``"diverged"``.
+    """
+
+    def __init__(self, model, *, epochs=10, batch_size=128, lr=1e-3, optimizer="adam",
+                 lr_schedule=None, kl_warmup_epochs=0, free_bits=None,
+                 early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
+                 threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
+                 resume=False, progress=True, callbacks=()):
+        self.model = model
+        self.epochs = chk.positive_int(epochs, "epochs")
+        self.batch_size = chk.positive_int(batch_size, "batch_size")
+        self.lr = chk.positive_float(lr, "lr")
+        self.optimizer_name = _choice(optimizer, "optimizer", tuple(OPTIMIZERS))
+        if not callable(lr_schedule):
+            _choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+        self.lr_schedule = lr_schedule
+        self.kl_warmup_epochs = chk.nonnegative_float(kl_warmup_epochs, "kl_warmup_epochs")
+        self.free_bits = None if free_bits is None else chk.nonnegative_float(free_bits,
+                                                                              "free_bits")
+        self.patience = None if early_stopping_patience is None else chk.positive_int(
+            early_stopping_patience, "early_stopping_patience")
+        self.clip_norm = None if clip_norm is None else chk.positive_float(clip_norm,
+                                                                           "clip_norm")
+        self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
+        seed = model.seed if seed is None else seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.seed = int(seed)
+        self.threads = None if threads is None else chk.positive_int(threads, "threads")
+        self.binarize = _choice(binarize, "binarize", (None, "stochastic"))
+        self.checkpoint_path = None if checkpoint_path is None else os.fspath(checkpoint_path)
+        self.checkpoint_every = chk.positive_int(checkpoint_every, "checkpoint_every")
+        if resume and self.checkpoint_path is None:
+            raise ValueError("resume=True needs checkpoint_path=... (the file to resume from)")
+        self.resume = bool(resume)
+        self.progress = bool(progress)
+        self.callbacks = list(callbacks)
+        self.stop_training = False
+
+    # ------------------------------------------------------------------------- state
+    def _settings(self):
+        sched = self.lr_schedule if not callable(self.lr_schedule) else "callable"
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "optimizer": self.optimizer_name, "lr_schedule": sched,
+                "kl_warmup_epochs": self.kl_warmup_epochs, "free_bits": self.free_bits,
+                "clip_norm": self.clip_norm, "weight_decay": self.weight_decay,
+                "binarize": self.binarize, "seed": self.seed}
+
+    def _reset(self):
+        m = self.model
+        cls = OPTIMIZERS[self.optimizer_name]
+        self.opt = cls(m.params, lr=self.lr, weight_decay=self.weight_decay,
+                       clip_norm=self.clip_norm, backend=m.backend)
+        ss = np.random.SeedSequence([self.seed, 0x6E70]).spawn(4)
+        self.rng_shuffle, self.rng_noise, self.rng_binarize = (np.random.default_rng(s)
+                                                               for s in ss[:3])
+        self._val_seed = ss[3]
+        self.epoch = self.step = self.step_in_epoch = 0
+        self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
+        self.best = {"val": None, "epoch": None, "bad_epochs": 0}
+        self.best_params = None
+        self.history = []
+        self.finished = self.stop_reason = None
+        self._epoch_start_states = None
+
+    def _state(self):
+        """(arrays, config) of a checkpoint of the current training state."""
+        m, opt = self.model, self.opt
+        sd = opt.state_dict()
+        arrays = dict(param_arrays(m))
+        arrays.update({f"optim/{k}": v for k, v in sd.items() if isinstance(v, np.ndarray)})
+        if self.best_params is not None:
+            arrays["train/best_params"] = self.best_params
+        if self.step_in_epoch == 0:
+            shuffle, binar = self.rng_shuffle.bit_generator.state, \
+                self.rng_binarize.bit_generator.state
+        else:
+            shuffle, binar = self._epoch_start_states
+        training = {
+            "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
+            "seed": self.seed, "settings": self._settings(), "finished": self.finished,
+            "rng": {"shuffle": shuffle, "noise": self.rng_noise.bit_generator.state,
+                    "binarize": binar},
+            "partial": dict(self.partial), "best": dict(self.best),
+            "optimizer": {k: v for k, v in sd.items() if not isinstance(v, np.ndarray)},
+        }
+        return arrays, {**m.config(), "history": self.history, "training": training}
+
+    def _save(self):
+        if self.checkpoint_path is not None:
+            arrays, config = self._state()
+            save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
+
+    def _load(self, path):
+        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        tr = config.get("training")
+        if tr is None:
+            raise CheckpointError(f"{path} holds a saved model without training state, so "
+                                  "it cannot be resumed; load it with VAE.load instead")
+        mine = self.model.config()
+        diff = [f"{k}: checkpoint {config.get(k)!r}, model {mine[k]!r}"
+                for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
+        if diff:
+            raise CheckpointError(f"{path} was written by a different model; "
+                                  + "; ".join(diff))
+        restore_params(self.model, arrays, path)
+        old = tr["settings"]
+        if old["optimizer"] != self.optimizer_name:
+            raise CheckpointError(f"{path} was trained with optimizer={old['optimizer']!r}, "
+                                  f"not {self.optimizer_name!r}; pass the same optimizer")
+        if tr["step_in_epoch"] and old["batch_size"] != self.batch_size:
+            raise ValueError(f"{path} was interrupted mid-epoch with batch_size="
+                             f"{old['batch_size']}; resume with the same batch_size")
+        new = self._settings()
+        changed = [k for k in _REPLAY_KEYS if old.get(k) != new[k]]
+        if self.lr_schedule is not None and old["epochs"] != self.epochs:
+            changed.append("epochs (the lr schedule depends on it)")
+        if changed:
+            warnings.warn(f"resuming {path} with different {', '.join(changed)}; the run "
+                          "will not reproduce an uninterrupted one", stacklevel=4)
+        self.seed = int(tr["seed"])
+        self._reset()
+        state = {**tr["optimizer"], **{k[6:]: a for k, a in arrays.items()
+                                       if k.startswith("optim/")}}
+        self.opt.load_state_dict(state)
+        self.opt.clip_norm, self.opt.weight_decay = self.clip_norm, self.weight_decay
+        for name in ("shuffle", "noise", "binarize"):
+            getattr(self, f"rng_{name}").bit_generator.state = tr["rng"][name]
+        self.epoch, self.step = int(tr["epoch"]), int(tr["step"])
+        self.step_in_epoch = int(tr["step_in_epoch"])
+        self.partial, self.best = dict(tr["partial"]), dict(tr["best"])
+        self.best_params = arrays.get("train/best_params")
+        self.history = list(config.get("history", []))
+        self.finished = tr.get("finished")
+
+    # --------------------------------------------------------------------------- fit
+    def fit(self, X, y=None, validation_data=None, *, reinit=True):
+        """Train ``self.model`` on ``X`` (and metadata ``y``); return the history."""
+        m = self.model
+        x0 = chk.as_data(X, m.dtype, "X")
+        val = self._validation(validation_data)
+        if self.patience is not None and val is None:
+            raise ValueError("early_stopping_patience needs validation_data=(X_val,) or "
+                             "(X_val, y_val)")
+        if reinit or m.params is None:
+            m.build(x0.shape[1])
+        X = m._check_x(x0, "X")
+        y = m._check_y(y, X.shape[0], "y")
+        if val is not None:
+            xv = m._check_x(val[0], "X_val")
+            val = (xv, m._check_y(val[1], xv.shape[0], "y_val"))
+        if self.binarize and (X.min() < 0 or X.max() > 1):
+            raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
+        self._reset()
+        if self.resume and os.path.exists(self.checkpoint_path):
+            self._load(self.checkpoint_path)
+        if val is not None and self.binarize:  # binarised once, so epochs are comparable
+            rb = np.random.default_rng(np.random.SeedSequence([self.seed, 0x6E70, 1]))
+            val = ((rb.random(val[0].shape, dtype=m.dtype) < val[0]).astype(m.dtype), val[1])
+        self.stop_training, self._signal = False, None
+        with thread_limits(self.threads), self._signal_guard():
+            self._call("on_train_begin")
+            try:
+                self._run(X, y, val)
+            finally:
+                if self.best_params is not None and self.finished != "diverged":
+                    m.params.data[...] = self.best_params
+                self._call("on_train_end")
+        return self.history
+
+    def _validation(self, validation_data):
+        if validation_data is None:
+            return None
+        if isinstance(validation_data, np.ndarray):
+            validation_data = (validation_data,)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (1, 2):
+            raise ValueError("validation_data must be (X_val,) or (X_val, y_val)")
+        xv, yv = (list(validation_data) + [None])[:2]
+        return xv, (yv if self.model.cond_dim else None)
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self, *args)
+            elif hook == "on_epoch_end" and callable(cb):
+                cb(self.model, args[1])
+
+    @contextmanager
+    def _signal_guard(self):
+        """Turn SIGINT/SIGTERM into a request to stop after the current step (main thread
+        only; a second Ctrl-C raises KeyboardInterrupt); restore the old handlers after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._signal = signum
+
+        sigs = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+        old = {s: signal.getsignal(s) for s in sigs}
+        for s in sigs:
+            signal.signal(s, handler)
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+    def _diverge(self, snapshot, what):
+        self.model.params.data[...] = snapshot[0]
+        self.opt.load_state_dict(snapshot[1])
+        self.finished = self.stop_reason = "diverged"
+        where = (f"the last good checkpoint {self.checkpoint_path!r} is untouched"
+                 if self.checkpoint_path else "no checkpoint was written")
+        raise TrainingDiverged(
+            f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: {what}. The "
+            f"model was rolled back to the start of epoch {self.epoch + 1}; {where}. Lower "
+            "lr, set clip_norm=..., or check the data scale")
+
+    def _run(self, X, y, val):
+        spe = -(-X.shape[0] // self.batch_size)  # steps per epoch
+        self.stop_reason = self.finished or "completed"  # a finished run has nothing to do
+        while self.epoch < self.epochs and self.stop_reason == "completed":
+            e = self.epoch
+            rec = self._epoch(X, y, val, spe)
+            if rec is None:  # stopped mid-epoch: _epoch saved and recorded it
+                return
+            self.history.append(rec)
+            self.epoch, self.step_in_epoch = e + 1, 0
+            if self.patience is not None:
+                self._early_stopping(rec)
+            self._call("on_epoch_end", e, rec)
+            if self._signal is not None or self.stop_training:
+                self.stop_reason = "interrupted" if self._signal is not None else "callback"
+            elif self.finished == "early_stopping":
+                self.stop_reason = "early_stopping"
+            if (self.epoch == self.epochs or self.stop_reason != "completed"
+                    or self.epoch % self.checkpoint_every == 0):
+                self._save()
+            if self._signal is not None:  # marked after saving: a resume must not see it
+                rec["interrupted"] = True
+
+    def _epoch(self, X, y, val, spe):
+        """Run (the rest of) one epoch; return its record, or None if it was cut short."""
+        m, e, bs = self.model, self.epoch, self.batch_size
+        total, warm = self.epochs * spe, self.kl_warmup_epochs * spe
+        self._epoch_start_states = (self.rng_shuffle.bit_generator.state,
+                                    self.rng_binarize.bit_generator.state)
+        perm = self.rng_shuffle.permutation(X.shape[0])
+        if self.binarize:
+            X = (self.rng_binarize.random(X.shape, dtype=m.dtype) < X).astype(m.dtype)
+        if self.step_in_epoch == 0:
+            self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
+        snapshot = (m.params.data.copy(), self.opt.state_dict())  # the rollback target
+        self._call("on_epoch_begin", e)
+        p, t0 = self.partial, time.perf_counter() - self.partial["seconds"]
+        bar = tqdm(total=spe, initial=self.step_in_epoch, desc=f"epoch {e + 1}/{self.epochs}",
+                   unit="step", disable=not self.progress, leave=True)
+        with bar:
+            for b in range(self.step_in_epoch, spe):
+                idx = perm[b * bs:(b + 1) * bs]
+                yb = None if y is None else np.take(y, idx, axis=0)
+                beta = m.beta * (min(1.0, self.step / warm) if warm > 0 else 1.0)
+                lr = self.opt.lr = self.lr * lr_factor(self.lr_schedule, self.step, total)
+                loss, parts = m.loss_and_grad(np.take(X, idx, axis=0), yb, rng=self.rng_noise,
+                                              beta=beta, free_bits=self.free_bits,
+                                              check_input=False)
+                if not np.isfinite(loss):  # checked before the update touches the weights
+                    self._diverge(snapshot, f"the loss is {loss}")
+                try:
+                    self.opt.step()
+                except FloatingPointError as exc:
+                    self._diverge(snapshot, str(exc))
+                self.step += 1
+                self.step_in_epoch += 1
+                for key, v in (("loss", loss), ("recon", parts["recon"]), ("kl", parts["kl"])):
+                    p[key] += v * len(idx)
+                p["rows"] += len(idx)
+                self._call("on_step_end", self.step, parts)
+                bar.update(1)
+                if self.progress:
+                    bar.set_postfix({k: f"{p[k] / p['rows']:.4g}" for k in ("loss", "recon", "kl")},
+                                    refresh=False)
+                if self._signal is not None or self.stop_training:
+                    break
+            p["seconds"] = time.perf_counter() - t0
+            if self.step_in_epoch < spe:
+                self.stop_reason = "interrupted" if self._signal is not None else "callback"
+                self._save()  # mid-epoch state, before the partial record joins the history
+                rec = {**self._record(e, beta, lr, None), "interrupted": True}
+                self.history = self.history + [rec]
+                return None
+            if not np.all(np.isfinite(m.params.data)):  # never checkpoint NaN weights
+                self._diverge(snapshot, "the parameters became NaN or inf")
+            rec = self._record(e, beta, lr, val)
+            bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("train_loss", "val_loss")
+                             if rec[k] is not None}, refresh=True)
+        return rec
+
+    def _record(self, e, beta, lr, val):
+        p = self.partial
+        r = max(p["rows"], 1)
+        rec = {"epoch": e + 1, "train_loss": p["loss"] / r, "train_recon": p["recon"] / r,
+               "train_kl": p["kl"] / r, "val_loss": None, "val_recon": None, "val_kl": None,
+               "beta": float(beta), "lr": float(lr), "seconds": p["seconds"]}
+        if val is not None:
+            m = self.model
+            recon, kl = elbo_terms(m, val[0], val[1], n_samples=m.n_samples,
+                                   rng=np.random.default_rng(self._val_seed))
+            rec.update(val_recon=float(recon.mean()), val_kl=float(kl.mean()),
+                       val_loss=float(np.mean(recon + m.beta * kl)))
+        return rec
+
+    def _early_stopping(self, rec):
+        b = self.best
+        if b["val"] is None or rec["val_loss"] < b["val"]:
+            b.update(val=rec["val_loss"], epoch=rec["epoch"], bad_epochs=0)
+            self.best_params = self.model.params.data.copy()
+        else:
+            b["bad_epochs"] += 1
+            if b["bad_epochs"] >= self.patience:
+                self.finished = "early_stopping"
