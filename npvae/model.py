@@ -207,7 +207,7 @@ class VAEModel:
 
     # --------------------------------------------------------------------- loss and grad
     def loss_and_grad(self, x, y=None, *, noise=None, rng=None, beta=None, free_bits=None,
-                      check_input=True):
+                      target=None, check_input=True):
         r"""Return -ELBO of the batch and write its gradient into ``params.grad``.
 
         Parameters
@@ -221,6 +221,10 @@ class VAEModel:
         rng : numpy.random.Generator, optional
         beta, free_bits : float, optional
             Override the model's values for this call (KL warm-up schedules do).
+        target : array_like (N, D), optional
+            What the decoder is scored against, when it differs from the encoder's input
+            ``x`` (a de-noising VAE encodes a corrupted ``x`` and reconstructs the clean
+            ``target``). Default: ``x``.
         check_input : bool, default True
             Validate ``x`` (shape, finiteness, support). A trainer that validated the whole
             dataset once passes False.
@@ -235,6 +239,11 @@ class VAEModel:
         """
         if check_input or self.params is None:
             x = self._check_x(x)
+            if target is not None:
+                target = self._check_x(target, "target")
+                if target.shape != x.shape:
+                    raise ValueError(f"target has shape {target.shape}, x has {x.shape}")
+        target = x if target is None else target
         n = x.shape[0]
         y = self._check_y(y, n)
         beta = self.beta if beta is None else chk.nonnegative_float(beta, "beta")
@@ -264,7 +273,7 @@ class VAEModel:
             dec_in.reshape(L, n, -1)[:, :, z:] = y
         out = self.decoder.forward(dec_in, ws["dec"], k)  # (L*N, D)
         scale = 1.0 / (L * n)
-        recon = self.likelihood.nll_and_grad(out, x, scale, ws["dout"], k) * scale
+        recon = self.likelihood.nll_and_grad(out, target, scale, ws["dout"], k) * scale
 
         kl_dims = ws["kl_col"] / n  # tiny (Z,) array: batch-mean KL per dimension
         kl = float(kl_dims.sum())
