@@ -275,12 +275,14 @@ class VAEModel:
         scale = 1.0 / (L * n)
         recon = self.likelihood.nll_and_grad(out, target, scale, ws["dout"], k) * scale
 
-        kl_dims = ws["kl_col"] / n  # tiny (Z,) array: batch-mean KL per dimension
-        kl = float(kl_dims.sum())
-        w = ws["w"]
-        if fb > 0:
-            w[...] = np.where(kl_dims > fb, beta / n, 0.0)
-            kl_term = float(np.maximum(kl_dims, fb).sum())
+        kl_col, w = ws["kl_col"], ws["w"]  # (Z,): KL per dimension summed over the batch
+        kl = float(kl_col.sum()) / n
+        if fb > 0:  # free bits: a dimension whose batch-mean KL is below fb costs fb, flat
+            kl_term = 0.0
+            for j in range(z):
+                kl_j = float(kl_col[j]) / n
+                w[j] = beta / n if kl_j > fb else 0.0
+                kl_term += max(kl_j, fb)
         else:
             w.fill(beta / n)
             kl_term = kl

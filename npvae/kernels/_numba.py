@@ -1,9 +1,21 @@
 """Numba kernels: the loops of :mod:`npvae.kernels._reference`, fused and allocation-free.
 
-Each function has the name, signature and meaning of its reference twin; read the
+Each public function has the name, signature and meaning of its reference twin; read the
 reference for the math. Here the work is done in one pass over memory with no
-temporaries. ``fastmath`` stays off so NaN/inf checks keep working. Compilation is lazy
-(nothing compiles at import) and cached on disk unless ``NPVAE_NUMBA_CACHE=0``.
+temporaries. How the loops are kept fast:
+
+* ``error_model="numpy"``: with Python's error model every division checks for zero,
+  which stops LLVM from vectorising the loop.
+* Constants are cast to the array's dtype (``dt(...)``) so float32 loops stay float32.
+* ``v ** 0.5`` rather than ``np.sqrt(v)``: only the former vectorises in Numba here.
+* Kernels with a floating-point reduction may reassociate it (``fastmath={"reassoc"}``),
+  which lets the sum vectorise; no flag that assumes away NaN or inf is ever set, so the
+  finiteness checks downstream keep working.
+* Large buffers go to a ``prange`` twin of the loop (each thread writes its own
+  elements); small ones stay serial, where a thread launch costs more than it saves.
+
+Compilation is lazy (nothing compiles at import) and cached on disk unless
+``NPVAE_NUMBA_CACHE=0``.
 """
 
 from __future__ import annotations
@@ -11,65 +23,57 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
-jit = njit(cache=_CACHE, nogil=True)
-inline = njit(cache=_CACHE, inline="always")
+_OPTS = dict(cache=_CACHE, nogil=True, error_model="numpy")
+_REDUCE = dict(_OPTS, fastmath={"reassoc", "nsz"})
+inline = njit(cache=_CACHE, inline="always", error_model="numpy")
 
 LOG_2PI = float(np.log(2 * np.pi))
+PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats a thread launch
 
 
 @inline
-def _sigmoid(a):
-    if a >= 0:
-        return 1.0 / (1.0 + np.exp(-a))
-    e = np.exp(a)
-    return e / (1.0 + e)
-
-
-@inline
-def _act(a, code, param):
-    if code == 1:
-        return a if a > 0 else 0.0
-    if code == 0:
-        return a
+def _act(a, code, param, zero, one):
     if code == 2:
-        return a if a > 0 else param * a
+        return a if a > zero else param * a
     if code == 3:
-        return a if a > 0 else param * np.expm1(a)
+        return a if a > zero else param * np.expm1(a)
     if code == 4:
         return np.tanh(a)
     if code == 5:
-        return _sigmoid(a)
-    return max(a, 0.0) + np.log1p(np.exp(-abs(a)))  # softplus
+        if a >= zero:
+            return one / (one + np.exp(-a))
+        e = np.exp(a)
+        return e / (one + e)
+    return max(a, zero) + np.log1p(np.exp(-abs(a)))  # softplus
 
 
 @inline
-def _dact(y, code, param):
-    if code == 1:
-        return 1.0 if y > 0 else 0.0
-    if code == 0:
-        return 1.0
+def _dact(y, code, param, zero, one):
     if code == 2:
-        return 1.0 if y > 0 else param
+        return one if y > zero else param
     if code == 3:
-        return 1.0 if y > 0 else y + param
+        return one if y > zero else y + param
     if code == 4:
-        return 1.0 - y * y
+        return one - y * y
     if code == 5:
-        return y * (1.0 - y)
+        return y * (one - y)
     return -np.expm1(-y)  # softplus
 
 
-@jit
+# ----------------------------------------------------------------------------- dense layers
+@njit(**_OPTS)
 def bias_act(y, b, code, param):
+    dt = y.dtype.type
+    zero, one, prm = dt(0), dt(1), dt(param)
     n, h = y.shape
-    if code == 1:  # ReLU, the common case, without the switch in the loop
+    if code == 1:  # ReLU and identity, the common cases, without the switch in the loop
         for i in range(n):
             for j in range(h):
                 a = y[i, j] + b[j]
-                y[i, j] = a if a > 0 else 0.0
+                y[i, j] = a if a > zero else zero
     elif code == 0:
         for i in range(n):
             for j in range(h):
@@ -77,53 +81,58 @@ def bias_act(y, b, code, param):
     else:
         for i in range(n):
             for j in range(h):
-                y[i, j] = _act(y[i, j] + b[j], code, param)
+                y[i, j] = _act(y[i, j] + b[j], code, prm, zero, one)
 
 
-@jit
+@njit(**_OPTS)
 def act_backward(dy, y, code, param, db):
+    dt = dy.dtype.type
+    zero, one, prm = dt(0), dt(1), dt(param)
     n, h = dy.shape
-    acc = np.zeros(h, dtype=np.float64)
-    if code == 0:
+    for j in range(h):
+        db[j] = zero
+    if code == 1:
         for i in range(n):
             for j in range(h):
-                acc[j] += dy[i, j]
-    elif code == 1:
+                g = dy[i, j] if y[i, j] > zero else zero
+                dy[i, j] = g
+                db[j] += g
+    elif code == 0:
         for i in range(n):
             for j in range(h):
-                if y[i, j] > 0:
-                    acc[j] += dy[i, j]
-                else:
-                    dy[i, j] = 0.0
+                db[j] += dy[i, j]
     else:
         for i in range(n):
             for j in range(h):
-                g = dy[i, j] * _dact(y[i, j], code, param)
+                g = dy[i, j] * _dact(y[i, j], code, prm, zero, one)
                 dy[i, j] = g
-                acc[j] += g
-    for j in range(h):
-        db[j] = acc[j]
+                db[j] += g
 
 
-@jit
+# ------------------------------------------------------------ reparameterisation and KL
+@njit(**_OPTS)
 def sample_kl(h, noise, z, kl_col):
+    dt = h.dtype.type
+    half, one = dt(0.5), dt(1)
     n = h.shape[0]
     zdim = h.shape[1] // 2
     reps = noise.shape[0] // n
     for j in range(zdim):
-        kl_col[j] = 0.0
+        kl_col[j] = 0
     for i in range(n):
         for j in range(zdim):
             mu = h[i, j]
             lv = h[i, zdim + j]
-            std = np.exp(0.5 * lv)
+            std = np.exp(half * lv)
             for r in range(reps):
                 z[r * n + i, j] = mu + std * noise[r * n + i, j]
-            kl_col[j] += 0.5 * (mu * mu + std * std - 1.0 - lv)
+            kl_col[j] += half * (mu * mu + std * std - one - lv)
 
 
-@jit
+@njit(**_OPTS)
 def sample_kl_backward(h, noise, dz, w, dh):
+    dt = h.dtype.type
+    half, one = dt(0.5), dt(1)
     n = h.shape[0]
     zdim = h.shape[1] // 2
     reps = noise.shape[0] // n
@@ -131,84 +140,111 @@ def sample_kl_backward(h, noise, dz, w, dh):
         for j in range(zdim):
             mu = h[i, j]
             lv = h[i, zdim + j]
-            std = np.exp(0.5 * lv)
-            gmu = 0.0
-            gnoise = 0.0
+            std = np.exp(half * lv)
+            gmu = dt(0)
+            gnoise = dt(0)
             for r in range(reps):
                 g = dz[r * n + i, j]
                 gmu += g
                 gnoise += g * noise[r * n + i, j]
             dh[i, j] = gmu + w[j] * mu
-            dh[i, zdim + j] = gnoise * 0.5 * std + w[j] * 0.5 * (std * std - 1.0)
+            dh[i, zdim + j] = gnoise * half * std + w[j] * half * (std * std - one)
 
 
-@jit
-def bernoulli_nll(logits, x, scale, dlogits):
+# --------------------------------------------------------------------------- likelihoods
+def _bernoulli_loop(logits, x, scale, dlogits):
+    dt = logits.dtype.type
+    zero, one, s = dt(0), dt(1), dt(scale)
     rows, d = logits.shape
     n = x.shape[0]
     total = 0.0
-    for r in range(rows):
+    for r in prange(rows):
         i = r % n
+        row = dt(0)
         for j in range(d):
             lg = logits[r, j]
             t = np.exp(-abs(lg))
-            total += max(lg, 0.0) - x[i, j] * lg + np.log1p(t)
-            sig = 1.0 / (1.0 + t) if lg >= 0 else t / (1.0 + t)
-            dlogits[r, j] = scale * (sig - x[i, j])
+            row += max(lg, zero) - x[i, j] * lg + np.log1p(t)
+            inv = one / (one + t)
+            sig = inv if lg >= zero else t * inv
+            dlogits[r, j] = s * (sig - x[i, j])
+        total += row
     return total
 
 
-@jit
+_bernoulli_serial = njit(**_REDUCE)(_bernoulli_loop)
+_bernoulli_parallel = njit(parallel=True, **_REDUCE)(_bernoulli_loop)
+
+
+def bernoulli_nll(logits, x, scale, dlogits):
+    if logits.size >= PARALLEL_MIN:
+        return _bernoulli_parallel(logits, x, scale, dlogits)
+    return _bernoulli_serial(logits, x, scale, dlogits)
+
+
+@njit(**_REDUCE)
 def gaussian_nll(mean, x, logvar, scale, dmean, dlogvar):
+    dt = mean.dtype.type
+    half, one, s, log2pi = dt(0.5), dt(1), dt(scale), dt(LOG_2PI)
     rows, d = mean.shape
     n = x.shape[0]
     shared = logvar.shape[0] == 1
-    acc = np.zeros(d, dtype=np.float64)
+    for j in range(dlogvar.shape[0]):
+        dlogvar[j] = 0
     total = 0.0
     for r in range(rows):
         i = r % n
+        row = dt(0)
         for j in range(d):
             v = logvar[0] if shared else logvar[j]
             inv = np.exp(-v)
             diff = mean[r, j] - x[i, j]
             r2 = diff * diff * inv
-            total += 0.5 * (LOG_2PI + v + r2)
-            dmean[r, j] = scale * diff * inv
-            acc[j] += scale * 0.5 * (1.0 - r2)
-    if shared:
-        dlogvar[0] = acc.sum()
-    else:
-        for j in range(d):
-            dlogvar[j] = acc[j]
+            row += half * (log2pi + v + r2)
+            dmean[r, j] = s * diff * inv
+            dlogvar[0 if shared else j] += s * half * (one - r2)
+        total += row
     return total
 
 
-@jit
-def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
-    decay = 1.0 - lr * weight_decay
-    step = lr / bc1
-    inv_bc2 = 1.0 / bc2
-    for i in range(p.shape[0]):
-        gi = gscale * g[i]
-        mi = beta1 * m[i] + (1.0 - beta1) * gi
-        vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
+# ----------------------------------------------------------------------------- optimizers
+def _adam_loop(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
+    dt = p.dtype.type
+    decay, step, inv_bc2 = dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2)
+    b1, b2, c1, c2 = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2)
+    e, gs, half = dt(eps), dt(gscale), dt(0.5)
+    for i in prange(p.shape[0]):
+        gi = gs * g[i]
+        mi = b1 * m[i] + c1 * gi
+        vi = b2 * v[i] + c2 * gi * gi
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] * decay - step * mi / (np.sqrt(vi * inv_bc2) + eps)
+        p[i] = p[i] * decay - step * mi / ((vi * inv_bc2) ** half + e)
 
 
-@jit
+_adam_serial = njit(**_OPTS)(_adam_loop)
+_adam_parallel = njit(parallel=True, **_OPTS)(_adam_loop)
+
+
+def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
+    kernel = _adam_parallel if p.shape[0] >= PARALLEL_MIN else _adam_serial
+    kernel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale)
+
+
+@njit(**_OPTS)
 def sgd_step(p, g, buf, lr, momentum, weight_decay, nesterov, first, gscale):
+    dt = p.dtype.type
+    step, mom, wd, gs = dt(lr), dt(momentum), dt(weight_decay), dt(gscale)
     for i in range(p.shape[0]):
-        d = gscale * g[i] + weight_decay * p[i]
+        d = gs * g[i] + wd * p[i]
         if momentum != 0.0:
-            b = d if first else momentum * buf[i] + d
+            b = d if first else mom * buf[i] + d
             buf[i] = b
-            d = d + momentum * b if nesterov else b
-        p[i] -= lr * d
+            d = d + mom * b if nesterov else b
+        p[i] -= step * d
 
 
-@jit
+@njit(**_REDUCE)
 def sum_squares(g):
     total = 0.0
     for i in range(g.shape[0]):
