@@ -162,3 +162,34 @@ def test_sgd_step(dtype, size, seed, momentum, nesterov, wd):
 def test_sum_squares(dtype, g):
     g = g.astype(dtype)
     np.testing.assert_allclose(NB.sum_squares(g), REF.sum_squares(g), rtol=1e-12)
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 70_001])
+def test_parallel_adam_equals_serial_bit_for_bit(size):
+    from npvae.kernels import _numba
+
+    rng = np.random.default_rng(size)
+    bufs = [rng.standard_normal(size).astype(np.float32) for _ in range(4)]
+    a = [b.copy() for b in bufs]
+    b = [b.copy() for b in bufs]
+    b[3] = np.abs(b[3])
+    a[3] = b[3].copy()
+    args = (1e-3, 0.9, 0.999, 1e-8, 0.2, 0.01, 0.01, 0.5)
+    _numba._adam_serial(*a, *args)
+    _numba._adam_parallel(*b, *args)
+    for u, w in zip(a, b, strict=True):
+        assert np.array_equal(u, w)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 100])
+def test_parallel_bernoulli_equals_serial(rows):
+    from npvae.kernels import _numba
+
+    rng = np.random.default_rng(rows)
+    logits = rng.standard_normal((rows, 784)).astype(np.float32) * 5
+    x = (rng.random((rows, 784)) < 0.5).astype(np.float32)
+    ga, gb = np.empty_like(logits), np.empty_like(logits)
+    ta = _numba._bernoulli_serial(logits, x, 0.1, ga)
+    tb = _numba._bernoulli_parallel(logits, x, 0.1, gb)
+    assert np.array_equal(ga, gb)
+    assert ta == pytest.approx(tb, rel=1e-6)
