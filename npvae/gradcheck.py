@@ -2,8 +2,8 @@ r"""Finite-difference gradient checks you can point at any layer, loss or whole 
 
 All checks use central differences, :math:`f'(x) \approx (f(x + h) - f(x - h)) / 2h`,
 whose error is :math:`O(h^2)` (truncation) plus :math:`O(\varepsilon |f| / h)` (rounding),
-so they are meant for **float64**: with ``h = 1e-6`` both terms are around 1e-10 for
-well-scaled functions. Three tools, from cheapest to most thorough:
+so they are meant for **float64**: with ``h = 1e-6`` the rounding term is about
+2e-10 |f| and the truncation term about 2e-13 |f'''|. Three tools, from cheapest to most thorough:
 
 * :func:`check_vjp`: the directional test of HIPS/autograd, comparing
   :math:`\langle u, J v\rangle` (two evaluations of ``f``) with :math:`\langle J^\top u,
@@ -12,8 +12,8 @@ well-scaled functions. Three tools, from cheapest to most thorough:
 * :func:`check_model`: the gradient of a model's loss with respect to every entry (or a
   sample of entries from every named block) of its flat parameter buffer. It uses the
   fourth-order central stencil :math:`(f_{-2} - 8 f_{-1} + 8 f_{1} - f_{2}) / 12h`, with
-  error :math:`O(h^4)`, so that a step of 1e-3 keeps the rounding term near 1e-13 and
-  small gradients of a large loss are still resolved.
+  error :math:`O(h^4)`, so that a step of 1e-3 keeps the rounding term near 3e-13 |f|
+  and small gradients of a large loss are still resolved.
 """
 
 from __future__ import annotations
