@@ -122,3 +122,14 @@ def test_target_replaces_x_in_the_likelihood_only():
     assert a != b
     errors = check_model(model, noisy, noise=noise, target=clean)
     assert max(errors.values()) <= TOL
+
+
+@pytest.mark.parametrize("cond", [0, 2])
+def test_reconstruct_mean_is_decode_of_posterior_mean(cond):
+    model = VAEModel(6, 2, hidden=(5,), cond_dim=cond, dtype="float64")
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 6))
+    y = rng.random((3, cond)) if cond else None
+    want = model.decode(model.encode(x, y)[0], y)
+    for _ in range(2):  # the second call reuses the buffers
+        np.testing.assert_array_equal(model.reconstruct_mean(x, y), want)
