@@ -31,6 +31,9 @@ _REDUCE = dict(_OPTS, fastmath={"reassoc", "nsz"})
 inline = njit(cache=_CACHE, inline="always", error_model="numpy")
 
 LOG_2PI = float(np.log(2 * np.pi))
+# Smallest normal numbers and -log of them, by itemsize: see _reference.flush_limits.
+TINY32, TINY64 = float(np.finfo(np.float32).tiny), float(np.finfo(np.float64).tiny)
+CUT32, CUT64 = -float(np.log(TINY32)), -float(np.log(TINY64))
 PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats a thread launch
 
 
@@ -155,6 +158,7 @@ def sample_kl_backward(h, noise, dz, w, dh):
 def _bernoulli_loop(logits, x, scale, dlogits):
     dt = logits.dtype.type
     zero, one, s = dt(0), dt(1), dt(scale)
+    cut = dt(CUT32) if logits.itemsize == 4 else dt(CUT64)
     rows, d = logits.shape
     n = x.shape[0]
     total = 0.0
@@ -163,7 +167,8 @@ def _bernoulli_loop(logits, x, scale, dlogits):
         row = dt(0)
         for j in range(d):
             lg = logits[r, j]
-            t = np.exp(-abs(lg))
+            a = abs(lg)
+            t = np.exp(-a) if a < cut else zero  # never a denormal: see the reference
             row += max(lg, zero) - x[i, j] * lg + np.log1p(t)
             inv = one / (one + t)
             sig = inv if lg >= zero else t * inv
@@ -212,11 +217,16 @@ def _adam_loop(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale
     dt = p.dtype.type
     decay, step, inv_bc2 = dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2)
     b1, b2, c1, c2 = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2)
-    e, gs, half = dt(eps), dt(gscale), dt(0.5)
+    e, gs, half, zero = dt(eps), dt(gscale), dt(0.5), dt(0)
+    tiny = dt(TINY32) if p.itemsize == 4 else dt(TINY64)
+    gfloor = (tiny / c2) ** half if c2 > zero else tiny
     for i in prange(p.shape[0]):
         gi = gs * g[i]
+        gi = gi if abs(gi) >= gfloor else zero  # flush: see the reference
         mi = b1 * m[i] + c1 * gi
         vi = b2 * v[i] + c2 * gi * gi
+        mi = mi if abs(mi) >= tiny else zero
+        vi = vi if vi >= tiny else zero
         m[i] = mi
         v[i] = vi
         p[i] = p[i] * decay - step * mi / ((vi * inv_bc2) ** half + e)
