@@ -18,7 +18,6 @@ Conventions shared by both backends:
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from npvae.activations import from_code
 
