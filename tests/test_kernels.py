@@ -181,20 +181,6 @@ def test_parallel_adam_equals_serial_bit_for_bit(size):
         assert np.array_equal(u, w)
 
 
-@pytest.mark.parametrize("rows", [1, 3, 100])
-def test_parallel_bernoulli_equals_serial(rows):
-    from npvae.kernels import _numba
-
-    rng = np.random.default_rng(rows)
-    logits = rng.standard_normal((rows, 784)).astype(np.float32) * 5
-    x = (rng.random((rows, 784)) < 0.5).astype(np.float32)
-    ga, gb = np.empty_like(logits), np.empty_like(logits)
-    ta = _numba._bernoulli_serial(logits, x, 0.1, ga)
-    tb = _numba._bernoulli_parallel(logits, x, 0.1, gb)
-    assert np.array_equal(ga, gb)
-    assert ta == pytest.approx(tb, rel=1e-6)
-
-
 @pytest.mark.parametrize("kern", [NB, REF], ids=["numba", "numpy"])
 def test_subnormals_are_flushed_not_computed(kern):
     """Subnormal arithmetic is ~50x slower on x86: Adam's moments and the Bernoulli
