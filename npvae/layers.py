@@ -45,6 +45,7 @@ class Dense:
         self.act = get_activation(activation)
         self.name = name
         self.W = self.b = self.dW = self.db = None
+        self.deferred = None
 
     def param_shapes(self):
         """Names and shapes this layer needs in the parameter buffer."""
@@ -84,7 +85,7 @@ class Dense:
         k.bias_act(out, self.b, self.act.code, self.act.param)
         return out
 
-    def backward(self, dy, x, y, dx=None, need_dx=True, kernels=None):
+    def backward(self, dy, x, y, dx=None, need_dx=True, kernels=None, defer=False):
         r"""Write ``dW``, ``db`` and return ``dx``.
 
         With :math:`a = xW + b` and :math:`y = f(a)`:
@@ -97,11 +98,16 @@ class Dense:
 
         ``f'(a)`` is computed from the output ``y``. ``dy`` is overwritten with
         :math:`\delta`. Pass ``need_dx=False`` to skip the input gradient (a model's first
-        layer has no use for it).
+        layer has no use for it). With ``defer=True`` the weight gradient is not formed:
+        ``(x, delta)`` is kept in ``self.deferred`` for an optimizer that fuses
+        :math:`x^\top \delta` into its update (see ``Adam.step(deferred=...)``).
         """
         k = kernels or get_kernels()
         k.act_backward(dy, y, self.act.code, self.act.param, self.db)  # dy <- delta
-        matmul(x.T, dy, self.dW)  # (in, out)
+        if defer:
+            self.deferred = (x, dy)
+        else:
+            matmul(x.T, dy, self.dW)  # (in, out)
         if not need_dx:
             return None
         if dx is None:
@@ -166,14 +172,16 @@ class MLP:
             h = layer.forward(h, out, kernels)
         return h
 
-    def backward(self, dy, x, ws, need_dx=True, kernels=None):
+    def backward(self, dy, x, ws, need_dx=True, kernels=None, defer=()):
         """Backpropagate ``dy`` (the gradient of the last output, overwritten) through every
-        layer, writing each layer's ``dW`` and ``db``; return the input gradient or None."""
+        layer, writing each layer's ``dW`` and ``db``; return the input gradient or None.
+        Layers in ``defer`` keep ``(x, delta)`` instead of forming ``dW``."""
         outs, grads = ws["outs"], ws["grads"]
         g = dy
         for i in range(len(self.layers) - 1, -1, -1):
             inp = x if i == 0 else outs[i - 1]
             want = need_dx or i > 0
-            g = self.layers[i].backward(g, inp, outs[i], grads[i] if want else None,
-                                        need_dx=want, kernels=kernels)
+            layer = self.layers[i]
+            g = layer.backward(g, inp, outs[i], grads[i] if want else None, need_dx=want,
+                               kernels=kernels, defer=layer in defer)
         return g

@@ -31,6 +31,8 @@ from npvae.params import ParamBuffer
 __all__ = ["VAEModel"]
 
 _MAX_WORKSPACES = 4
+FUSE_MAX_ROWS = 8  # train_step fuses weight gradients into Adam up to this many rows
+FUSE_MIN_WEIGHTS = 1 << 15  # ... for weight matrices at least this large
 
 
 class VAEModel:
@@ -207,7 +209,7 @@ class VAEModel:
 
     # --------------------------------------------------------------------- loss and grad
     def loss_and_grad(self, x, y=None, *, noise=None, rng=None, beta=None, free_bits=None,
-                      target=None, check_input=True):
+                      target=None, check_input=True, _defer=()):
         r"""Return -ELBO of the batch and write its gradient into ``params.grad``.
 
         Parameters
@@ -289,10 +291,37 @@ class VAEModel:
         loss = recon + beta * kl_term
 
         # backward
-        ddec_in = self.decoder.backward(ws["dout"], dec_in, ws["dec"], True, k)  # (L*N, Z+C)
-        k.sample_kl_backward(h, noise2, ddec_in[:, :z], w, ws["dh"])
-        self.encoder.backward(ws["dh"], enc_in, ws["enc"], False, k)
+        ddec_in = self.decoder.backward(ws["dout"], dec_in, ws["dec"], True, k, _defer)
+        k.sample_kl_backward(h, noise2, ddec_in[:, :z], w, ws["dh"])  # (N, 2Z)
+        self.encoder.backward(ws["dh"], enc_in, ws["enc"], False, k, _defer)
         return loss, {"loss": loss, "recon": recon, "kl": kl}
+
+    def train_step(self, x, optimizer, y=None, **loss_kw):
+        """One optimisation step: :meth:`loss_and_grad`, then ``optimizer.step()``.
+
+        With :class:`~npvae.optim.Adam` (no clipping) and a small batch, the gradients of the
+        large weight matrices are never formed: each is the product ``x.T @ delta`` of two
+        thin matrices, and the Adam kernel computes it while updating, which saves writing
+        and re-reading the gradient (``Adam.step(deferred=...)``). The result equals the
+        unfused step up to rounding; ``params.grad`` then lacks those blocks.
+
+        Raises FloatingPointError, before any update, if the loss is not finite.
+        Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
+        """
+        from npvae.optim import Adam
+
+        layers = ()
+        rows = np.shape(x)[0] * self.n_samples
+        if (isinstance(optimizer, Adam) and optimizer.clip_norm is None
+                and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
+            layers = tuple(layer for layer in self.encoder.layers + self.decoder.layers
+                           if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS)
+        loss, parts = self.loss_and_grad(x, y, _defer=layers, **loss_kw)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the loss is {loss}; no update was made. Lower the "
+                                     "learning rate, or check the data for extreme values")
+        optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
+        return loss, parts
 
     # ------------------------------------------------------------------ encode / decode
     def _batches(self, n, size=1024):

@@ -96,14 +96,42 @@ class Adam(_Optimizer):
         self.m = np.zeros_like(params.data)
         self.v = np.zeros_like(params.data)
 
-    def step(self):
-        """Apply one update from ``params.grad``."""
+    def step(self, deferred=None):
+        """Apply one update from ``params.grad``.
+
+        Parameters
+        ----------
+        deferred : dict of str to (x, delta), optional
+            Weight blocks whose gradient ``x.T @ delta`` was not formed (see
+            ``Dense.backward(defer=True)``); their update computes it on the fly. Not
+            combined with ``clip_norm``, whose norm would need the formed gradient.
+        """
+        if deferred and self.clip_norm is not None:
+            raise ValueError("deferred weight gradients cannot be clipped; pass clip_norm=None")
         s = self._grad_scale()
         self.t += 1
         b1, b2 = self.betas
-        self.kernels.adam_step(self.params.data, self.params.grad, self.m, self.v, self.lr,
-                               b1, b2, self.eps, 1.0 - b1 ** self.t, 1.0 - b2 ** self.t,
-                               self.weight_decay, s)
+        args = (self.lr, b1, b2, self.eps, 1.0 - b1 ** self.t, 1.0 - b2 ** self.t,
+                self.weight_decay)
+        p, g, m, v = self.params.data, self.params.grad, self.m, self.v
+        start = 0
+        for name, sl in self._deferred_slices(deferred):  # the rest as contiguous runs
+            if sl.start > start:
+                self.kernels.adam_step(p[start:sl.start], g[start:sl.start], m[start:sl.start],
+                                       v[start:sl.start], *args, s)
+            shape = self.params.shapes[name]
+            x, delta = deferred[name]
+            self.kernels.adam_step_outer(p[sl].reshape(shape), x, delta, m[sl].reshape(shape),
+                                         v[sl].reshape(shape), *args)
+            start = sl.stop
+        if start < p.shape[0]:
+            self.kernels.adam_step(p[start:], g[start:], m[start:], v[start:], *args, s)
+
+    def _deferred_slices(self, deferred):
+        if not deferred:
+            return []
+        slices = self.params.block_slices()
+        return sorted(((name, slices[name]) for name in deferred), key=lambda t: t[1].start)
 
     def state_dict(self):
         return {"name": "adam", "t": self.t, "lr": self.lr, "betas": list(self.betas),

@@ -175,8 +175,8 @@ def test_parallel_adam_equals_serial_bit_for_bit(size):
     b[3] = np.abs(b[3])
     a[3] = b[3].copy()
     args = (1e-3, 0.9, 0.999, 1e-8, 0.2, 0.01, 0.01, 0.5)
-    _numba._adam_serial(*a, *args)
-    _numba._adam_parallel(*b, *args)
+    _numba._adam_range(*a, 0, size, *args)
+    _numba._adam_parallel(*b, *args, 8)
     for u, w in zip(a, b, strict=True):
         assert np.array_equal(u, w)
 
@@ -201,3 +201,25 @@ def test_subnormals_are_flushed_not_computed(kern):
     total = kern.bernoulli_nll(logits, x, 1.0, dl)
     assert dl[0, 0] == 0 and dl[0, 1] == 0 and dl[0, 2] > 0 and not sub(dl)
     assert total == pytest.approx(np.exp(-80.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(n=st.integers(1, 4), n_in=st.integers(1, 9), n_out=st.integers(1, 9), seed=seeds,
+       wd=st.sampled_from([0.0, 0.01]))
+def test_adam_step_outer(dtype, n, n_in, n_out, seed, wd):
+    """The fused update with the gradient x.T @ delta formed on the fly, serial and parallel."""
+    from npvae.kernels import _numba
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, n_in)).astype(dtype)
+    delta = rng.standard_normal((n, n_out)).astype(dtype)
+    state = [rng.standard_normal((n_in, n_out)).astype(dtype), np.zeros((n_in, n_out), dtype),
+             np.zeros((n_in, n_out), dtype)]
+    runs = {k: [a.copy() for a in state] for k in ("ref", "nb", "par")}
+    args = (1e-2, 0.9, 0.999, 1e-8, 0.1, 0.001, wd)
+    REF.adam_step_outer(*runs["ref"][:1], x, delta, *runs["ref"][1:], *args)
+    NB.adam_step_outer(*runs["nb"][:1], x, delta, *runs["nb"][1:], *args)
+    _numba._adam_outer_parallel(*runs["par"][:1], x, delta, *runs["par"][1:], *args, 3)
+    for k in ("nb", "par"):
+        for a, b in zip(runs[k], runs["ref"], strict=True):
+            close(a, b, dtype, n_terms=n + 1)

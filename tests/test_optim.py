@@ -130,3 +130,41 @@ def test_hyper_parameter_errors():
         SGD(p, nesterov=True)
     with pytest.raises(ValueError, match="expected"):
         Adam(p).load_state_dict({"m": np.zeros(3), "v": np.zeros(3), "t": 1})
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 9])
+@pytest.mark.parametrize("cond", [0, 2])
+def test_fused_train_step_equals_loss_and_grad_then_step(n, cond):
+    """train_step fuses x.T @ delta into Adam for small batches: same parameters."""
+    from npvae.model import VAEModel
+
+    kw = dict(hidden=(200,), cond_dim=cond, dtype="float64", seed=4, n_samples=1)
+    a, b = VAEModel(300, 4, **kw), VAEModel(300, 4, **kw)
+    oa, ob = Adam(a.params, lr=1e-2, weight_decay=0.1), Adam(b.params, lr=1e-2, weight_decay=0.1)
+    rng = np.random.default_rng(n)
+    for _ in range(4):
+        x = rng.random((n, 300))
+        y = rng.random((n, cond)) if cond else None
+        noise = rng.standard_normal((1, n, 4))
+        la, _ = a.train_step(x, oa, y, noise=noise)
+        lb, _ = b.loss_and_grad(x, y, noise=noise)
+        ob.step()
+        assert la == pytest.approx(lb, rel=1e-13)
+    np.testing.assert_allclose(a.params.data, b.params.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(oa.v, ob.v, rtol=1e-10, atol=1e-20)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_train_step_refuses_a_non_finite_loss_before_updating():
+    from npvae.model import VAEModel
+
+    m = VAEModel(4, 2, hidden=(3,), likelihood="gaussian", dtype="float64")
+    opt = Adam(m.params)
+    m.params.data[0] = np.inf
+    before = m.params.data.copy()
+    with pytest.raises(FloatingPointError, match="no update was made"):
+        m.train_step(np.ones((2, 4)), opt)
+    np.testing.assert_array_equal(m.params.data, before)
+    p = buffer(np.ones(3))
+    with pytest.raises(ValueError, match="cannot be clipped"):
+        Adam(p, clip_norm=1.0).step(deferred={"w": (np.ones((1, 1)), np.ones((1, 3)))})

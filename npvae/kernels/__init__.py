@@ -18,7 +18,7 @@ __all__ = ["BACKENDS", "KERNEL_NAMES", "default_backend", "get_kernels", "warmup
 BACKENDS = ("numba", "numpy")
 KERNEL_NAMES = (
     "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
-    "gaussian_nll", "adam_step", "sgd_step", "sum_squares",
+    "gaussian_nll", "adam_step", "adam_step_outer", "sgd_step", "sum_squares",
 )
 _loaded = {}
 
@@ -84,5 +84,7 @@ def warmup(dtypes=("float32", "float64")):
         p = np.zeros(3, dtype=dt)
         k.adam_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0, 1.0)
         k.sgd_step(p, p.copy(), p.copy(), 1e-3, 0.9, 0.0, False, True, 1.0)
+        w = np.zeros((2, 4), dtype=dt)
+        k.adam_step_outer(w, a, a, w.copy(), w.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0)
         k.sum_squares(p)
     return time.perf_counter() - start

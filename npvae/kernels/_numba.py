@@ -24,7 +24,7 @@ import os
 import threading
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
 _OPTS = dict(cache=_CACHE, nogil=True, error_model="numpy")
@@ -239,14 +239,15 @@ def gaussian_nll(mean, x, logvar, scale, dmean, dlogvar):
 
 
 # ----------------------------------------------------------------------------- optimizers
-def _adam_loop(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
+@njit(**_OPTS)
+def _adam_range(p, g, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
     dt = p.dtype.type
     decay, step, inv_bc2 = dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2)
     b1, b2, c1, c2 = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2)
     e, gs, half, zero = dt(eps), dt(gscale), dt(0.5), dt(0)
     tiny = dt(TINY32) if p.itemsize == 4 else dt(TINY64)
     gfloor = (tiny / c2) ** half if c2 > zero else tiny
-    for i in prange(p.shape[0]):
+    for i in range(lo, hi):
         gi = gs * g[i]
         gi = gi if abs(gi) >= gfloor else zero  # flush: see the reference
         mi = b1 * m[i] + c1 * gi
@@ -258,13 +259,66 @@ def _adam_loop(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale
         p[i] = p[i] * decay - step * mi / ((vi * inv_bc2) ** half + e)
 
 
-_adam_serial = njit(**_OPTS)(_adam_loop)
-_adam_parallel = njit(parallel=True, **_OPTS)(_adam_loop)
+@njit(parallel=True, **_OPTS)
+def _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale, chunks):
+    n = p.shape[0]
+    for c in prange(chunks):  # each thread updates its own elements
+        _adam_range(p, g, m, v, c * n // chunks, (c + 1) * n // chunks, lr, beta1, beta2,
+                    eps, bc1, bc2, weight_decay, gscale)
 
 
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
-    kernel = _adam_parallel if p.shape[0] >= PARALLEL_MIN else _adam_serial
-    kernel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale)
+    threads = get_num_threads()
+    if p.shape[0] >= PARALLEL_MIN and threads > 1:
+        _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale,
+                       4 * threads)
+    else:
+        _adam_range(p, g, m, v, 0, p.shape[0], lr, beta1, beta2, eps, bc1, bc2, weight_decay,
+                    gscale)
+
+
+@njit(**_OPTS)
+def _adam_outer_rows(w, x, delta, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2,
+                     weight_decay):
+    dt = w.dtype.type
+    decay, step, inv_bc2 = dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2)
+    b1, b2, c1, c2 = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2)
+    e, half, zero = dt(eps), dt(0.5), dt(0)
+    tiny = dt(TINY32) if w.itemsize == 4 else dt(TINY64)
+    gfloor = (tiny / c2) ** half if c2 > zero else tiny
+    n = x.shape[0]
+    n_out = delta.shape[1]
+    for i in range(lo, hi):
+        for j in range(n_out):
+            gi = zero
+            for r in range(n):  # the gradient entry (x^T delta)_ij, never stored
+                gi += x[r, i] * delta[r, j]
+            gi = gi if abs(gi) >= gfloor else zero
+            mi = b1 * m[i, j] + c1 * gi
+            vi = b2 * v[i, j] + c2 * gi * gi
+            mi = mi if abs(mi) >= tiny else zero
+            vi = vi if vi >= tiny else zero
+            m[i, j] = mi
+            v[i, j] = vi
+            w[i, j] = w[i, j] * decay - step * mi / ((vi * inv_bc2) ** half + e)
+
+
+@njit(parallel=True, **_OPTS)
+def _adam_outer_parallel(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay,
+                         chunks):
+    n_in = w.shape[0]
+    for c in prange(chunks):
+        _adam_outer_rows(w, x, delta, m, v, c * n_in // chunks, (c + 1) * n_in // chunks, lr,
+                         beta1, beta2, eps, bc1, bc2, weight_decay)
+
+
+def adam_step_outer(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay):
+    args = (lr, beta1, beta2, eps, bc1, bc2, weight_decay)
+    threads = get_num_threads()
+    if w.size >= PARALLEL_MIN and threads > 1:
+        _adam_outer_parallel(w, x, delta, m, v, *args, 4 * threads)
+    else:
+        _adam_outer_rows(w, x, delta, m, v, 0, w.shape[0], *args)
 
 
 @njit(**_OPTS)

@@ -219,6 +219,17 @@ def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale)
     p -= lr * (m / bc1) / (np.sqrt(v / bc2) + eps)
 
 
+def adam_step_outer(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay):
+    r"""Adam step for a weight matrix whose gradient is the product :math:`x^\top \delta`.
+
+    The same update as :func:`adam_step` with ``g = x.T @ delta`` (shapes: ``w, m, v``
+    (in, out); ``x`` (N, in); ``delta`` (N, out)), but the gradient is never stored: for a
+    small batch, forming it costs more memory traffic than the update itself.
+    """
+    adam_step(w.reshape(-1), (x.T @ delta).reshape(-1), m.reshape(-1), v.reshape(-1), lr,
+              beta1, beta2, eps, bc1, bc2, weight_decay, 1.0)
+
+
 def sgd_step(p, g, buf, lr, momentum, weight_decay, nesterov, first, gscale):
     r"""One SGD step with (optionally Nesterov) momentum, PyTorch's form, in place.
 
