@@ -1,18 +1,20 @@
 """The training loop: batches, schedules, KL warm-up, validation, early stopping,
 checkpoints, resume, Ctrl-C and divergence handling.
 
-Reproducibility. Three generators drive a run, derived from one seed with
-``SeedSequence([seed, 0x6E70]).spawn(4)``: shuffling, reparameterisation noise,
-stochastic binarisation, and a fourth that is re-created every epoch so validation always
-sees the same noise. The same seed on the same machine gives bit-identical parameters.
+Reproducibility. Five generators drive a run, derived from one seed with
+``SeedSequence([seed, 0x6E70]).spawn(5)``: shuffling, reparameterisation noise,
+stochastic binarisation, a fourth that is re-created every epoch so validation always
+sees the same noise, and a fifth that corrupts the encoder's input of a de-noising run
+(``corruption=...``). The same seed on the same machine gives bit-identical parameters.
 
 Resume. A checkpoint holds the parameters, the optimizer state (Adam's m, v, t), the
 RNG states, the epoch and step counters, the history and, mid-epoch, the running sums of
 the epoch. Shuffling and binarisation draw once per epoch, so the checkpoint stores their
-states *at the start of the epoch* and the noise state *now*: resuming redraws the same
-permutation and binary data, skips the steps already taken and continues, so a resumed
-run (from an epoch boundary or from a Ctrl-C mid-epoch) equals an uninterrupted one bit for
-bit, provided the same training settings (``epochs`` too when an lr schedule is used).
+states *at the start of the epoch* and the noise and corruption states *now*: resuming
+redraws the same permutation and binary data, skips the steps already taken and
+continues, so a resumed run (from an epoch boundary or from a Ctrl-C mid-epoch) equals an
+uninterrupted one bit for bit, provided the same training settings (``epochs`` too when an
+lr schedule is used).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from npvae import _checks as chk
+from npvae.apps.corruption import CORRUPTIONS, check_corruption, corrupt
 from npvae.io import CheckpointError, check_shapes, load_checkpoint, save_checkpoint
 from npvae.metrics import elbo_terms
 from npvae.optim import SGD, Adam
@@ -44,7 +47,8 @@ STRUCTURE_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden",
                   "likelihood", "cond_dim", "dtype", "n_samples")
 # fit arguments that must match for a resumed run to equal an uninterrupted one
 _REPLAY_KEYS = ("batch_size", "lr", "optimizer", "lr_schedule", "kl_warmup_epochs",
-                "free_bits", "clip_norm", "weight_decay", "binarize")
+                "free_bits", "clip_norm", "weight_decay", "binarize", "corruption",
+                "corruption_level")
 
 
 class TrainingDiverged(RuntimeError):
@@ -148,7 +152,8 @@ class Trainer:
                  lr_schedule=None, kl_warmup_epochs=0, free_bits=None,
                  early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
                  threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
-                 resume=False, progress=True, callbacks=()):
+                 resume=False, progress=True, callbacks=(), corruption=None,
+                 corruption_level=0.3):
         self.model = model
         self.epochs = chk.positive_int(epochs, "epochs")
         self.batch_size = chk.positive_int(batch_size, "batch_size")
@@ -171,6 +176,10 @@ class Trainer:
         self.seed = int(seed)
         self.threads = None if threads is None else chk.positive_int(threads, "threads")
         self.binarize = _choice(binarize, "binarize", (None, "stochastic"))
+        _choice(corruption, "corruption", (None, *CORRUPTIONS))
+        self.corruption = corruption
+        self.corruption_level = (None if corruption is None
+                                 else check_corruption(corruption, corruption_level)[1])
         self.checkpoint_path = None if checkpoint_path is None else os.fspath(checkpoint_path)
         self.checkpoint_every = chk.positive_int(checkpoint_every, "checkpoint_every")
         if resume and self.checkpoint_path is None:
@@ -187,17 +196,19 @@ class Trainer:
                 "optimizer": self.optimizer_name, "lr_schedule": sched,
                 "kl_warmup_epochs": self.kl_warmup_epochs, "free_bits": self.free_bits,
                 "clip_norm": self.clip_norm, "weight_decay": self.weight_decay,
-                "binarize": self.binarize, "seed": self.seed}
+                "binarize": self.binarize, "corruption": self.corruption,
+                "corruption_level": self.corruption_level, "seed": self.seed}
 
     def _reset(self):
         m = self.model
         cls = OPTIMIZERS[self.optimizer_name]
         self.opt = cls(m.params, lr=self.lr, weight_decay=self.weight_decay,
                        clip_norm=self.clip_norm, backend=m.backend)
-        ss = np.random.SeedSequence([self.seed, 0x6E70]).spawn(4)
+        ss = np.random.SeedSequence([self.seed, 0x6E70]).spawn(5)  # the first 4 as spawn(4)
         self.rng_shuffle, self.rng_noise, self.rng_binarize = (np.random.default_rng(s)
                                                                for s in ss[:3])
         self._val_seed = ss[3]
+        self.rng_corrupt = np.random.default_rng(ss[4])
         self.epoch = self.step = self.step_in_epoch = 0
         self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
         self.best = {"val": None, "epoch": None, "bad_epochs": 0}
@@ -223,7 +234,7 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
             "seed": self.seed, "settings": self._settings(), "finished": self.finished,
             "rng": {"shuffle": shuffle, "noise": self.rng_noise.bit_generator.state,
-                    "binarize": binar},
+                    "binarize": binar, "corrupt": self.rng_corrupt.bit_generator.state},
             "partial": dict(self.partial), "best": dict(self.best),
             "optimizer": {k: v for k, v in sd.items() if not isinstance(v, np.ndarray)},
         }
@@ -267,8 +278,9 @@ class Trainer:
                                        if k.startswith("optim/")}}
         self.opt.load_state_dict(state)
         self.opt.clip_norm, self.opt.weight_decay = self.clip_norm, self.weight_decay
-        for name in ("shuffle", "noise", "binarize"):
-            getattr(self, f"rng_{name}").bit_generator.state = tr["rng"][name]
+        for name in ("shuffle", "noise", "binarize", "corrupt"):
+            if name in tr["rng"]:  # "corrupt" is absent from older checkpoints
+                getattr(self, f"rng_{name}").bit_generator.state = tr["rng"][name]
         self.epoch, self.step = int(tr["epoch"]), int(tr["step"])
         self.step_in_epoch = int(tr["step_in_epoch"])
         self.partial, self.best = dict(tr["partial"]), dict(tr["best"])
@@ -408,8 +420,12 @@ class Trainer:
                 yb = None if y is None else np.take(y, idx, axis=0)
                 beta = m.beta * (min(1.0, self.step / warm) if warm > 0 else 1.0)
                 lr = self.opt.lr = self.lr * lr_factor(self.lr_schedule, self.step, total)
-                loss, parts = m.loss_and_grad(np.take(X, idx, axis=0), yb, rng=self.rng_noise,
-                                              beta=beta, free_bits=self.free_bits,
+                xb, target = np.take(X, idx, axis=0), None
+                if self.corruption is not None:  # encode a corrupted copy, score the clean one
+                    xb, target = corrupt(xb, self.corruption, self.corruption_level,
+                                         self.rng_corrupt), xb
+                loss, parts = m.loss_and_grad(xb, yb, rng=self.rng_noise, beta=beta,
+                                              free_bits=self.free_bits, target=target,
                                               check_input=False)
                 if not np.isfinite(loss):  # checked before the update touches the weights
                     self._diverge(snapshot, f"the loss is {loss}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from npvae import _checks as chk
 from npvae import metrics
 from npvae.activations import ACTIVATIONS, get_activation
 from npvae.io import CheckpointError, load_checkpoint, save_checkpoint
@@ -57,7 +58,8 @@ class VAE(VAEModel):
             optimizer="adam", lr_schedule=None, kl_warmup_epochs=0, free_bits=None,
             early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
             threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
-            resume=False, progress=True, callbacks=(), warm_start=False):
+            resume=False, progress=True, callbacks=(), warm_start=False, corruption=None,
+            corruption_level=0.3):
         """Train the model by minibatch stochastic optimisation of -ELBO.
 
         Parameters
@@ -115,6 +117,17 @@ class VAE(VAEModel):
             called at the end of every epoch.
         warm_start : bool, default False
             Keep the current weights instead of re-initialising them from ``seed``.
+        corruption : {None, "mask", "salt-pepper", "gaussian"}, default None
+            De-noising training: every step the encoder sees a freshly corrupted copy of
+            the batch and the likelihood scores the clean batch. ``"mask"`` zeroes each
+            value with probability ``corruption_level``, ``"salt-pepper"`` sets it to 0 or 1
+            (equal odds) with that probability, ``"gaussian"`` adds
+            ``corruption_level * N(0, 1)``. Drawn from its own seeded generator, which a
+            checkpoint saves, so resuming stays exact. ``train_loss`` is then the de-noising
+            loss; validation encodes clean data. See :mod:`npvae.apps.corruption`.
+        corruption_level : float, default 0.3
+            Probability (``"mask"``, ``"salt-pepper"``) or noise standard deviation
+            (``"gaussian"``).
 
         Returns
         -------
@@ -132,7 +145,8 @@ class VAE(VAEModel):
             early_stopping_patience=early_stopping_patience, clip_norm=clip_norm,
             weight_decay=weight_decay, seed=seed, threads=threads, binarize=binarize,
             checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, resume=resume,
-            progress=progress, callbacks=callbacks)
+            progress=progress, callbacks=callbacks, corruption=corruption,
+            corruption_level=corruption_level)
         try:
             trainer.fit(X, self._sk_y(y), validation_data, reinit=not warm_start)
         finally:
@@ -154,6 +168,21 @@ class VAE(VAEModel):
     def reconstruct(self, X, y=None):
         """``decode(mu(X))``: the mean of p(x | z = E_q[z]), shape (N, D)."""
         return self.decode(self.encode(X, y)[0], y)
+
+    def denoise(self, X, y=None):
+        """``decode(mu(X))`` for a corrupted ``X``: :meth:`reconstruct` without requiring ``X``
+        to lie in the likelihood's support (Gaussian noise takes images outside [0, 1]).
+
+        Meant for a model trained with ``fit(..., corruption=...)``, which learned to map
+        corrupted inputs to clean reconstructions. Returns the mean of p(x | z), (N, D).
+        """
+        self._require_built()
+        x = chk.as_data(X, self.dtype, "X", dim=self.input_dim)  # shape and finiteness only
+        y = self._check_y(y, x.shape[0])
+        out = np.empty_like(x)
+        for s in self._batches(x.shape[0]):
+            out[s] = self.reconstruct_mean(x[s], None if y is None else y[s], check_input=False)
+        return out
 
     def sample(self, n, *, y=None, rng=None, mean=True):
         """Generate ``n`` examples: z ~ N(0, I), then decode.
