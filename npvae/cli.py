@@ -1,0 +1,276 @@
+"""The ``npvae`` command line: ``train``, ``sample``, ``reconstruct``, ``eval``, ``info``.
+
+``npvae train`` with no arguments trains a VAE on the built-in sprites (no download) and
+writes a run folder with the checkpoint, the metrics and the figures. The other commands take
+a run folder (or a ``.npz`` checkpoint). User errors print one line to stderr and exit with
+status 2; ``main`` returns the exit status instead of raising ``SystemExit``.
+
+The commands themselves live in :mod:`npvae.cli_commands`, the run-folder and figure helpers
+in :mod:`npvae.runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from npvae.runs import CLIError
+
+__all__ = ["main", "build_parser", "TRAIN_DEFAULTS", "parse_hidden"]
+
+# Defaults of the options that define a run. The parser's defaults are None, so that the
+# options given on the command line can be told apart (they override a resumed run's).
+TRAIN_DEFAULTS = {
+    "dataset": "sprites", "data": None, "n_train": None, "n_test": None, "epochs": 24,
+    "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine", "beta": 1.0, "kl_warmup": 0.0,
+    "free_bits": 0.0, "samples": 1, "latent_dim": 10, "hidden": [512],
+    "activation": "relu", "likelihood": "bernoulli", "early_stopping": None,
+    "clip_norm": None, "seed": 0, "threads": None, "binarize": "none", "scale": "auto",
+    "cache_dir": None, "conditional": False,
+}
+DATASETS = ("sprites", "digits", "mnist", "fashion-mnist")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "identity")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-scalar", "gaussian-diag")
+
+_DESCRIPTION = """\
+Variational autoencoders in NumPy with hand-written gradients.
+
+commands:
+  train        train a VAE and write a run folder (checkpoint, metrics, figures)
+  sample       draw new images from a trained model: z ~ N(0, I), decode
+  reconstruct  encode and decode test images, originals beside reconstructions
+  eval         test ELBO, importance-weighted log-likelihood, active units
+  info         architecture, parameter count, training history of a checkpoint
+
+Start with `npvae train` (sprites, about 1.5 minutes on 2 cores), then
+`npvae sample runs/<run>` and `npvae eval runs/<run>`."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def parse_hidden(text):
+    """``"512,256"`` -> ``[512, 256]``; ``"none"`` or ``""`` -> ``[]`` (a linear VAE)."""
+    text = text.strip().lower()
+    if text in ("", "none", "0"):
+        return []
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        sizes = [0]
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive layer sizes like 512,256 (or none), "
+            f"got {text!r}")
+    return sizes
+
+
+def _int(minimum):
+    def conv(text):
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or v < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return v
+    return conv
+
+
+def _float(minimum, strict=False):
+    def conv(text):
+        try:
+            v = float(text)
+        except ValueError:
+            v = float("nan")
+        if not (v > minimum if strict else v >= minimum) or v == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"expected a number {'>' if strict else '>='} {minimum}, got {text!r}")
+        return v
+    return conv
+
+
+def _add_data_options(p, *, train):
+    d = TRAIN_DEFAULTS
+    g = p.add_argument_group("data")
+    run = "" if train else "the run's dataset, else "
+    g.add_argument("--dataset", choices=DATASETS, type=str.lower, help=(
+        f"built-in dataset (default: {run}sprites). sprites: 32x32 binary shapes (square, "
+        "ellipse, heart) generated on the spot; digits: scikit-learn's 8x8 digits; mnist, "
+        "fashion-mnist: 28x28, downloaded once to the cache"))
+    g.add_argument("--data", metavar="FILE", help=(
+        "your own .npy (images or rows) or .npz file (data as 'x', optional integer labels "
+        "as 'y'); 10%% of the rows are held out as the test set"))
+    g.add_argument("--n-train", type=_int(1), metavar="N", help=(
+        "use N training examples (default: all; sprites 20000)") if train else argparse.SUPPRESS)
+    g.add_argument("--n-test", type=_int(1), metavar="N",
+                   help="use N test examples (default: all; sprites 2000)")
+    g.add_argument("--binarize", choices=("none", "threshold", "stochastic"), help=(
+        f"make pixels 0/1 for the Bernoulli likelihood (default: {run}{d['binarize']}). "
+        "threshold: x > 0.5; stochastic: redraw x ~ Bernoulli(x) every epoch (test set: "
+        "one fixed draw)"))
+    g.add_argument("--scale", help=(
+        "how to bring --data values into [0, 1]: auto (uint8 / 255, [0, 1] kept), none, "
+        "minmax, or the maximum value, e.g. 255 (default: auto)"))
+    g.add_argument("--cache-dir", metavar="DIR", help=(
+        "download cache for mnist/fashion-mnist (default: $NPVAE_DATA_DIR, else "
+        "~/.cache/npvae)"))
+
+
+def build_parser():
+    d = TRAIN_DEFAULTS
+    parser = _Parser(prog="npvae", description=_DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from npvae import __version__
+    parser.add_argument("--version", action="version", version=f"npvae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a VAE and write a run folder", description=(
+        "Train a VAE by maximising the ELBO, E_q[log p(x|z)] - beta * KL(q(z|x) || N(0, I)), "
+        "with Adam on minibatches. Writes a run folder: checkpoint.npz, config.json, "
+        "metrics.jsonl (one line per epoch) and figures (loss curves, reconstructions, "
+        "samples, latent traversals; for a 2-D latent space the latent map and the decoded "
+        "manifold). Ctrl-C saves a checkpoint; `npvae train --resume RUN_DIR` continues it."),
+        epilog="example: npvae train --dataset digits --latent-dim 2 --epochs 50")
+    _add_data_options(t, train=True)
+    g = t.add_argument_group("model")
+    g.add_argument("--latent-dim", type=_int(1), metavar="Z", help=(
+        f"size of the latent code z; 2 also draws the latent map and manifold "
+        f"(default: {d['latent_dim']})"))
+    g.add_argument("--hidden", type=parse_hidden, metavar="SIZES", help=(
+        "hidden layer widths of the encoder, comma-separated; the decoder mirrors them; "
+        f"'none' for a linear VAE (default: {','.join(map(str, d['hidden']))})"))
+    g.add_argument("--activation", choices=ACTIVATIONS, type=str.lower,
+                   help=f"hidden-layer activation (default: {d['activation']})")
+    g.add_argument("--likelihood", choices=LIKELIHOODS, type=str.lower, help=(
+        "decoder distribution p(x|z): bernoulli for (near-)binary pixels; gaussian with "
+        "variance 1, or with a learned scalar / per-pixel variance, for real values "
+        f"(default: {d['likelihood']})"))
+    g.add_argument("--beta", type=_float(0), help=(
+        f"weight of the KL term; beta > 1 is a beta-VAE, pushing towards disentangled, "
+        f"blurrier codes (default: {d['beta']:g})"))
+    g.add_argument("--samples", type=_int(1), metavar="L", help=(
+        f"reparameterised samples of z per example in each step (default: {d['samples']})"))
+    g.add_argument("--free-bits", type=_float(0), metavar="NATS", help=(
+        "minimum KL per latent dimension (nats); below it the KL is not penalised, which "
+        "fights posterior collapse (default: 0)"))
+    g.add_argument("--conditional", action="store_true", default=None, help=(
+        "conditional VAE: feed the class label (sprites: shape; digits/MNIST: digit) as "
+        "one-hot metadata to encoder and decoder; figures add a row of samples per class"))
+    g = t.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=_int(1), help=(
+        f"passes over the training set; with --resume, the total to reach "
+        f"(default: {d['epochs']})"))
+    g.add_argument("--batch-size", type=_int(1), metavar="N",
+                   help=f"examples per gradient step (default: {d['batch_size']})")
+    g.add_argument("--lr", type=_float(0, strict=True),
+                   help=f"Adam learning rate (default: {d['lr']:g})")
+    g.add_argument("--lr-schedule", choices=("none", "cosine", "step", "exponential"), help=(
+        "learning-rate decay over the run: cosine to 0, step (x0.1 at 50%% and 75%%), "
+        f"exponential to 1%% (default: {d['lr_schedule']})"))
+    g.add_argument("--kl-warmup", type=_float(0), metavar="EPOCHS", help=(
+        "ramp the KL weight linearly from 0 to beta over this many epochs (default: 0)"))
+    g.add_argument("--early-stopping", type=_int(1), metavar="PATIENCE", help=(
+        "stop when the validation loss has not improved for PATIENCE epochs and keep the "
+        "best epoch's weights (default: off)"))
+    g.add_argument("--clip-norm", type=_float(0, strict=True), metavar="NORM",
+                   help="clip the global gradient norm to NORM (default: off)")
+    g.add_argument("--seed", type=_int(0), help=(
+        "seeds weights, shuffling and noise; the same seed repeats a run bit for bit "
+        "(default: 0; the data split never depends on it)"))
+    g.add_argument("--threads", type=_int(1), metavar="N",
+                   help="cap BLAS and Numba threads (default: leave as they are)")
+    g = t.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help=(
+        "run folder to create (default: runs/<dataset>-<date>-<time>, never reused)"))
+    g.add_argument("--resume", metavar="RUN", help=(
+        "continue an interrupted run (a run folder or its checkpoint.npz) with its saved "
+        "options; options given now override them, e.g. a larger --epochs"))
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--no-figures", action="store_true",
+                   help="skip the PNG figures (faster, e.g. for sweeps)")
+    g.add_argument("--quiet", action="store_true", help=(
+        "no progress bars or messages; print only the run folder (for scripts)"))
+    t.set_defaults(func="train")
+
+    def ckpt_arg(p):
+        p.add_argument("checkpoint", metavar="CHECKPOINT",
+                       help="a run folder written by `npvae train`, or a .npz checkpoint")
+
+    s = sub.add_parser("sample", help="generate images from a trained model", description=(
+        "Draw z ~ N(0, I) and decode it. Shows the mean of p(x|z) (pixel probabilities for "
+        "Bernoulli) unless --draw. Writes a PNG grid (default samples.png) and/or a .npy."))
+    ckpt_arg(s)
+    s.add_argument("-n", type=_int(1), default=64, help="how many samples (default: 64)")
+    s.add_argument("--out", metavar="PNG", help="PNG grid to write (default: samples.png "
+                   "unless only --npy is given)")
+    s.add_argument("--npy", metavar="FILE", help="also save the samples as a .npy array")
+    s.add_argument("--seed", type=_int(0), default=0, help="seed of z (default: 0)")
+    s.add_argument("--label", metavar="K", help=(
+        "conditional model only: the class to generate, as an index or a name (e.g. heart); "
+        "default: n/K per class, one row per class"))
+    s.add_argument("--draw", action="store_true",
+                   help="draw x ~ p(x|z) instead of showing its mean")
+    s.set_defaults(func="sample")
+
+    r = sub.add_parser("reconstruct", help="show test images beside their reconstructions",
+                       description="Encode test images to the posterior mean of q(z|x) and "
+                       "decode it; writes originals above reconstructions as a PNG.")
+    ckpt_arg(r)
+    _add_data_options(r, train=False)
+    r.add_argument("-n", type=_int(1), default=10, help="how many images (default: 10)")
+    r.add_argument("--out", metavar="PNG", default="reconstructions.png",
+                   help="PNG to write (default: reconstructions.png)")
+    r.set_defaults(func="reconstruct")
+
+    e = sub.add_parser("eval", help="test ELBO, IWAE log-likelihood, active units",
+                       description="Evaluate a model on the test split: the ELBO and its "
+                       "parts (reconstruction -E_q[log p(x|z)] and KL), the importance-"
+                       "weighted estimate of log p(x) with k samples (a tighter lower bound), "
+                       "and the active units (latent dimensions whose posterior mean varies "
+                       "with x, Var > 0.01).")
+    ckpt_arg(e)
+    _add_data_options(e, train=False)
+    e.add_argument("-k", type=_int(1), default=100, help=(
+        "importance samples per example for log p(x); more is tighter and slower "
+        "(default: 100)"))
+    e.add_argument("--seed", type=_int(0), default=0, help="seed of the noise (default: 0)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func="eval")
+
+    i = sub.add_parser("info", help="describe a checkpoint",
+                       description="Architecture, parameter count, dataset, options and "
+                       "training history of a checkpoint.")
+    ckpt_arg(i)
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.set_defaults(func="info")
+    return parser
+
+
+def main(argv=None, *, callbacks=()):
+    """Run the command line; return the exit status (0 ok, 1 training diverged, 2 user
+    error, 130 interrupted). ``callbacks`` are passed to ``VAE.fit`` by ``train``."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad option (message printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from npvae import cli_commands
+
+    try:
+        return getattr(cli_commands, args.func)(args, callbacks=callbacks) or 0
+    except CLIError as exc:
+        print(f"npvae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"npvae {args.command}: aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

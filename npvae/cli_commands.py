@@ -1,0 +1,401 @@
+"""The commands of :mod:`npvae.cli`. Each takes the parsed arguments and returns an exit
+status, raising :class:`npvae.runs.CLIError` for user errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from npvae import runs
+from npvae.runs import CHECKPOINT, CONFIG, METRICS, CLIError
+
+__all__ = ["train", "sample", "reconstruct", "eval", "info"]
+
+_RUN_ONLY = ("out", "resume", "no_progress", "no_figures", "quiet", "func", "command")
+
+
+def _say(args, msg):
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Show warnings as one 'warning: ...' line instead of file:line source dumps."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda m, *a, **k: print(f"warning: {m}", file=sys.stderr)
+        yield
+
+
+def _explicit(args):
+    return {k: v for k, v in vars(args).items() if v is not None and k not in _RUN_ONLY}
+
+
+# ----------------------------------------------------------------------------- train
+def _train_options(args):
+    """``(options, run_dir or None, resuming)`` from the arguments (and a resumed run)."""
+    from npvae.cli import TRAIN_DEFAULTS
+
+    given = _explicit(args)
+    if args.resume is None:
+        opts = {**TRAIN_DEFAULTS, **given}
+        if opts["data"] is not None:
+            if given.get("dataset") not in (None, "file"):
+                raise CLIError("pass either --dataset or --data FILE, not both")
+            opts["dataset"] = "file"
+            if not os.path.isfile(opts["data"]):
+                raise CLIError(f"no such data file: {opts['data']}; pass an existing .npy or "
+                               ".npz file to --data")
+        return opts, None, False
+    if args.out is not None:
+        raise CLIError("--resume continues the run in its own folder; drop --out")
+    ckpt, run_dir = runs.resolve_checkpoint(args.resume)
+    saved = runs.read_run_config(run_dir).get("options")
+    if run_dir is None or not saved or os.path.basename(ckpt) != CHECKPOINT:
+        raise CLIError(f"{args.resume} is not a run folder written by `npvae train` (it needs "
+                       f"{CONFIG} and {CHECKPOINT}); resume other checkpoints from Python "
+                       "with VAE.fit(..., checkpoint_path=..., resume=True)")
+    for key in ("dataset", "data", "conditional"):
+        if key in given and given[key] != saved.get(key):
+            raise CLIError(f"--{key.replace('_', '-')} cannot change when resuming (the run "
+                           f"used {saved.get(key)!r}); start a new run instead")
+    return {**TRAIN_DEFAULTS, **saved, **given}, run_dir, True
+
+
+def _prepare_run_dir(args, opts):
+    if args.out is None:
+        return runs.new_run_dir("runs", opts["dataset"])
+    out = args.out
+    if os.path.exists(os.path.join(out, CHECKPOINT)):
+        raise CLIError(f"{out} already holds a run; continue it with `npvae train --resume "
+                       f"{out}` or pass another --out")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"--out {out} is a file; pass a folder")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def _build_model(opts, input_dim, cond_dim):
+    from npvae.vae import VAE
+    try:
+        return VAE(input_dim=input_dim, latent_dim=opts["latent_dim"], hidden=opts["hidden"],
+                   activation=opts["activation"], likelihood=opts["likelihood"],
+                   beta=opts["beta"], n_samples=opts["samples"], free_bits=opts["free_bits"],
+                   cond_dim=cond_dim, seed=opts["seed"])
+    except (TypeError, ValueError) as exc:
+        raise CLIError(" ".join(str(exc).split())) from exc
+
+
+def _dataset_info(ds, x_test, classes):
+    return {"name": ds.name, "n_train": len(ds.x_train), "n_test": len(x_test),
+            "n_features": int(ds.x_train.shape[1]),
+            "image_shape": list(ds.image_shape) if ds.image_shape else None,
+            "label_names": list(ds.label_names) if ds.label_names else None,
+            "has_labels": ds.y_train is not None,
+            "classes": classes[1] if classes else None}
+
+
+def train(args, callbacks=()):
+    from npvae.train import TrainingDiverged
+
+    opts, run_dir, resuming = _train_options(args)
+    quiet, progress = args.quiet, not (args.quiet or args.no_progress)
+    source = opts["data"] or opts["dataset"]
+    _say(args, f"loading {source} ...")
+    ds, x_test = runs.load_data(opts, progress=progress)
+    classes = runs.class_info(ds) if opts["conditional"] else None
+    cond = classes[0] if classes else 0
+    y_train = runs.one_hot(ds.y_train, cond) if classes else None
+    y_test = runs.one_hot(ds.y_test, cond) if classes else None
+    model = _build_model(opts, ds.x_train.shape[1], cond)
+    if run_dir is None:
+        run_dir = _prepare_run_dir(args, opts)
+    ckpt = os.path.join(run_dir, CHECKPOINT)
+    config = {"command": "npvae train", "options": opts,
+              "model": {**model.config(), "backend": model.backend},
+              "dataset": _dataset_info(ds, x_test, classes), "versions": runs.versions(),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": None}
+    if resuming:  # config.json is rewritten once the resumed fit accepted the options
+        config["created"] = runs.read_run_config(run_dir).get("created", config["created"])
+    else:
+        runs.write_json(os.path.join(run_dir, CONFIG), config)
+    _say(args, f"training {model!r}\n  on {len(ds.x_train)} {ds.name} examples "
+               f"({len(x_test)} for validation); run folder {run_dir}")
+    t0 = time.perf_counter()
+    status, error, trained = 0, None, []
+    callbacks = [*callbacks, lambda m, rec: trained.append(rec["epoch"])]
+    try:
+        with _plain_warnings():
+            model.fit(ds.x_train, y_train, validation_data=(x_test, y_test),
+                      epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"],
+                      lr_schedule=None if opts["lr_schedule"] == "none" else opts["lr_schedule"],
+                      kl_warmup_epochs=opts["kl_warmup"], clip_norm=opts["clip_norm"],
+                      early_stopping_patience=opts["early_stopping"], seed=opts["seed"],
+                      threads=opts["threads"],
+                      binarize="stochastic" if opts["binarize"] == "stochastic" else None,
+                      checkpoint_path=ckpt, resume=resuming, progress=progress,
+                      callbacks=callbacks)
+    except TrainingDiverged as exc:
+        status, error = 1, " ".join(str(exc).split())
+    except ValueError as exc:  # bad settings, or a checkpoint that does not fit them
+        raise CLIError(" ".join(str(exc).split())) from exc
+    history = getattr(model, "history_", [])
+    runs.write_metrics(os.path.join(run_dir, METRICS), history)
+    stop = "diverged" if status else model.stop_reason_
+    rec, elbo = runs.final_elbo(history, getattr(model, "best_epoch_", None))
+    config["result"] = {"stop_reason": stop, "epochs": sum(not r.get("interrupted")
+                                                          for r in history),
+                        "best_epoch": getattr(model, "best_epoch_", None),
+                        "val_elbo": elbo, "val_recon": rec and rec["val_recon"],
+                        "val_kl": rec and rec["val_kl"],
+                        "seconds": sum(r.get("seconds", 0.0) for r in history)}
+    if status:
+        runs.write_json(os.path.join(run_dir, CONFIG), config)
+        kept = (f"the last good checkpoint {ckpt} is kept" if os.path.exists(ckpt)
+                else "no checkpoint had been written yet")
+        print(f"npvae train: error: {error}. Try a smaller --lr (now {opts['lr']:g}) or "
+              f"--clip-norm 10; {kept}", file=sys.stderr)
+        return status
+    if stop == "interrupted":
+        config["result"]["seconds"] = time.perf_counter() - t0
+        runs.write_json(os.path.join(run_dir, CONFIG), config)
+        print(f"interrupted: checkpoint saved to {ckpt}\nresume with: npvae train --resume "
+              f"{run_dir}", file=sys.stderr)
+        return 130
+    if resuming and not trained:
+        _say(args, f"nothing to train: the run already did {len(history)} epochs "
+                   f"({stop}); pass a larger --epochs to train on")
+    figs = []
+    if not args.no_figures:
+        _say(args, "drawing figures ...")
+        try:
+            figs = runs.make_figures(
+                run_dir, model, history, x_test,
+                ds.y_test if ds.y_test is not None and ds.y_test.ndim == 1 else None,
+                image_shape=ds.image_shape, classes=classes, label_names=ds.label_names,
+                seed=opts["seed"])
+        except KeyboardInterrupt:
+            print(f"interrupted while drawing the figures; the checkpoint {ckpt} is complete. "
+                  f"Redraw them with: npvae train --resume {run_dir}", file=sys.stderr)
+            return 130
+    config["result"]["figures"] = figs
+    runs.write_json(os.path.join(run_dir, CONFIG), config)
+    if quiet:
+        print(run_dir)
+        return 0
+    files = ", ".join([CHECKPOINT, CONFIG, METRICS, *figs])
+    print(f"wrote {run_dir}{os.sep}: {files}")
+    if stop == "early_stopping":
+        print(f"early stopping after epoch {history[-1]['epoch']}; kept the weights of "
+              f"epoch {model.best_epoch_}")
+    if elbo is not None:
+        print(f"validation ELBO {elbo:.2f} nats (recon {rec['val_recon']:.2f}, KL "
+              f"{rec['val_kl']:.2f}) at epoch {rec['epoch']}; took "
+              f"{time.perf_counter() - t0:.0f} s")
+    print(f"next: npvae sample {run_dir}   npvae eval {run_dir}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- loading
+def _load(args):
+    ckpt, run_dir = runs.resolve_checkpoint(args.checkpoint)
+    model, ck_config = runs.load_model(ckpt)
+    return model, ckpt, runs.read_run_config(run_dir), ck_config
+
+
+def _shape(model, run_cfg):
+    return runs.image_shape_for(model.input_dim, (run_cfg.get("dataset") or {}).get(
+        "image_shape"))
+
+
+def _eval_data(args, model, run_cfg):
+    """Test data (and one-hot labels for a conditional model) for reconstruct and eval."""
+    given = _explicit(args)
+    data_keys = ("dataset", "data", "n_train", "n_test", "binarize", "scale", "cache_dir")
+    given = {k: v for k, v in given.items() if k in data_keys}
+    saved = run_cfg.get("options") or {}
+    if "dataset" in given or "data" in given:
+        if "dataset" in given and "data" in given:
+            raise CLIError("pass either --dataset or --data FILE, not both")
+        opts = {"binarize": saved.get("binarize", "none"), **given}
+    elif saved:
+        opts = {**{k: saved.get(k) for k in data_keys}, **given}
+    else:
+        raise CLIError(f"{args.checkpoint} has no {CONFIG} beside it to say which data it was "
+                       "trained on; pass --dataset NAME or --data FILE")
+    ds, x_test = runs.load_data(opts)
+    if x_test.shape[1] != model.input_dim:
+        raise CLIError(f"the model expects {model.input_dim} values per example but "
+                       f"{opts.get('data') or opts.get('dataset')} has {x_test.shape[1]}; pass "
+                       "the dataset the model was trained on")
+    y = None
+    if model.cond_dim:
+        if ds.y_test is None or ds.y_test.ndim != 1:
+            raise CLIError("this conditional model needs class labels with the data; pass a "
+                           "dataset with labels")
+        if int(ds.y_test.max()) >= model.cond_dim:
+            raise CLIError(f"the data has labels up to {int(ds.y_test.max())} but the model "
+                           f"knows {model.cond_dim} classes")
+        y = runs.one_hot(ds.y_test, model.cond_dim, model.dtype)
+    return ds, x_test, y
+
+
+# ----------------------------------------------------------------------------- sample
+def _class_names(model, run_cfg):
+    names = (run_cfg.get("dataset") or {}).get("classes")
+    return list(names) if names and len(names) == model.cond_dim \
+        else [str(i) for i in range(model.cond_dim)]
+
+
+def sample(args, callbacks=()):
+    from npvae import plot
+
+    model, ckpt, run_cfg, _ = _load(args)
+    names = _class_names(model, run_cfg)
+    n, row_labels, ncols = args.n, None, None
+    if args.label is not None:
+        if not model.cond_dim:
+            raise CLIError("--label needs a conditional model (trained with --conditional); "
+                           f"{ckpt} is not conditional: drop --label")
+        lab = args.label.strip()
+        k = int(lab) if lab.isdigit() else (names.index(lab) if lab in names else -1)
+        if not 0 <= k < model.cond_dim:
+            raise CLIError(f"unknown --label {lab!r}; the model's classes are "
+                           + ", ".join(f"{i}={s}" for i, s in enumerate(names)))
+        y = runs.one_hot(np.full(n, k), model.cond_dim, model.dtype)
+    elif model.cond_dim:
+        per = math.ceil(n / model.cond_dim)
+        n, ncols, row_labels = per * model.cond_dim, per, names
+        y = runs.one_hot(np.repeat(np.arange(model.cond_dim), per), model.cond_dim,
+                         model.dtype)
+    else:
+        y = None
+    x = model.sample(n, y=y, rng=np.random.default_rng(args.seed), mean=not args.draw)
+    shape = _shape(model, run_cfg)
+    out = args.out if args.out is not None or args.npy is not None else "samples.png"
+    if out is not None:
+        if shape is None:
+            raise CLIError(f"cannot tell the image shape of {model.input_dim} values per "
+                           "example; save the samples with --npy FILE instead")
+        plot.image_grid(x, shape, ncols=ncols or min(n, 8 if n <= 64 else 16), clip=True,
+                        title="samples", row_labels=row_labels, path=out)
+        print(f"wrote {n} samples to {out}")
+    if args.npy is not None:
+        np.save(args.npy, x.reshape(n, *shape) if shape else x)
+        print(f"wrote {n} samples to {args.npy} (shape {(n, *shape) if shape else x.shape})")
+    return 0
+
+
+def reconstruct(args, callbacks=()):
+    from npvae import plot
+
+    model, _, run_cfg, _ = _load(args)
+    ds, x_test, y = _eval_data(args, model, run_cfg)
+    shape = runs.image_shape_for(model.input_dim, ds.image_shape) or _shape(model, run_cfg)
+    if shape is None:
+        raise CLIError(f"cannot draw examples of {model.input_dim} values as images")
+    n = min(args.n, len(x_test))
+    recon = model.reconstruct(x_test[:n], None if y is None else y[:n])
+    plot.reconstruction_figure(x_test[:n], recon, shape, n=n, clip=True, path=args.out)
+    print(f"wrote {n} test images and their reconstructions to {args.out}")
+    return 0
+
+
+def eval(args, callbacks=()):  # noqa: A001 - the command's name
+    from npvae import metrics
+
+    model, ckpt, run_cfg, _ = _load(args)
+    ds, x_test, y = _eval_data(args, model, run_cfg)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    recon, kl = metrics.elbo_terms(model, x_test, y, rng=rng)
+    ll = model.log_likelihood(x_test, y, k=args.k, rng=rng)
+    active, var = metrics.active_units(model, x_test, y)
+    kl_dim = metrics.kl_per_dimension(model, x_test, y)
+    res = {"checkpoint": ckpt, "dataset": ds.name, "n_test": len(x_test),
+           "elbo": float(-(recon + kl).mean()), "recon": float(recon.mean()),
+           "kl": float(kl.mean()), "log_likelihood": float(ll.mean()), "k": args.k,
+           "active_units": active, "latent_dim": model.latent_dim,
+           "posterior_mean_variance": [float(v) for v in var],
+           "kl_per_dimension": [float(v) for v in kl_dim],
+           "seconds": time.perf_counter() - t0}
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"test set       {ds.name}, {len(x_test)} examples ({ckpt})\n"
+          f"ELBO           {res['elbo']:.3f} nats   (recon {res['recon']:.3f}, "
+          f"KL {res['kl']:.3f})\n"
+          f"log p(x)       {res['log_likelihood']:.3f} nats   (IWAE estimate, k={args.k})\n"
+          f"active units   {active} of {model.latent_dim}   (Var_x E[z_j|x] > 0.01)\n"
+          f"KL per z_j     " + " ".join(f"{v:.2f}" for v in kl_dim))
+    return 0
+
+
+# ----------------------------------------------------------------------------- info
+def info(args, callbacks=()):
+    model, ckpt, run_cfg, ck = _load(args)
+    tr = ck.get("training") or {}
+    hist = ck.get("history") or []
+    done = [r for r in hist if not r.get("interrupted")]
+    enc = " -> ".join(str(s) for s in [model.input_dim + model.cond_dim,
+                                        *model.encoder_hidden, f"2x{model.latent_dim}"])
+    dec = " -> ".join(str(s) for s in [model.latent_dim + model.cond_dim,
+                                        *model.decoder_hidden, model.input_dim])
+    finished = tr.get("finished") or ("interrupted" if hist and hist[-1].get("interrupted")
+                                      else ("completed" if tr else None))
+    res = {"checkpoint": ckpt, "size_bytes": os.path.getsize(ckpt),
+           "parameters": int(model.params.data.size), "model": model.config(),
+           "encoder": enc, "decoder": dec, "epochs_trained": len(done), "status": finished,
+           "training": tr.get("settings"), "history": hist,
+           "dataset": run_cfg.get("dataset"), "options": run_cfg.get("options"),
+           "result": run_cfg.get("result"), "versions": run_cfg.get("versions")}
+    if args.json:
+        print(json.dumps(res, default=str))
+        return 0
+    c = model.config()
+    lines = [f"checkpoint   {ckpt} ({res['size_bytes'] / 1e6:.1f} MB)",
+             f"model        VAE, latent dim {c['latent_dim']}, {c['likelihood']} likelihood, "
+             f"{c['activation']}, beta {c['beta']:g}, L={c['n_samples']}, free bits "
+             f"{c['free_bits']:g}, {c['dtype']}"
+             + (f", conditional on {c['cond_dim']} classes" if c["cond_dim"] else ""),
+             f"encoder      {enc}", f"decoder      {dec}",
+             f"parameters   {res['parameters']:,}"]
+    ds = res["dataset"]
+    if ds:
+        shape = "x".join(map(str, ds["image_shape"])) if ds.get("image_shape") else \
+            f"{ds['n_features']} values"
+        lines.append(f"dataset      {ds['name']}: {ds['n_train']} train / {ds['n_test']} test, "
+                     f"{shape}")
+    s = tr.get("settings")
+    if s:
+        lines.append(f"training     {len(done)} of {s['epochs']} epochs ({finished}), batch "
+                     f"{s['batch_size']}, {s['optimizer']} lr {s['lr']:g}, schedule "
+                     f"{s['lr_schedule'] or 'none'}, KL warm-up {s['kl_warmup_epochs']:g}, "
+                     f"seed {s['seed']}")
+    if done:
+        secs = sum(r.get("seconds", 0.0) for r in hist)
+        lines.append(f"history      {'epoch':>5} {'train loss':>11} {'val ELBO':>10} "
+                     f"{'val recon':>10} {'val KL':>8}   ({secs:.0f} s in all)")
+        pick = done if len(done) <= 8 else done[:3] + done[-4:]
+        for j, r in enumerate(pick):
+            if len(done) > 8 and j == 3:
+                lines.append(f"{'':13}{'...':>5}")
+            v = r.get("val_recon")
+            val = (f"{-(v + r['val_kl']):10.3f} {v:10.3f} {r['val_kl']:8.3f}" if v is not None
+                   else f"{'-':>10} {'-':>10} {'-':>8}")
+            lines.append(f"{'':13}{r['epoch']:5d} {r['train_loss']:11.3f} {val}")
+    opts = res["options"]
+    if opts:
+        lines.append("options      " + " ".join(
+            f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in opts.items() if v not in (None, False)))
+    print("\n".join(lines))
+    return 0
