@@ -247,7 +247,10 @@ def _adam_range(p, g, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, weight_deca
     e, gs, half, zero = dt(eps), dt(gscale), dt(0.5), dt(0)
     tiny = dt(TINY32) if p.itemsize == 4 else dt(TINY64)
     gfloor = (tiny / c2) ** half if c2 > zero else tiny
-    for i in range(lo, hi):
+    # views, so that indices start at 0: a loop over range(lo, hi) could index with a
+    # negative number, and Numba's wrap-around check then blocks vectorisation (14x)
+    p, g, m, v = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
+    for i in range(p.shape[0]):
         gi = gs * g[i]
         gi = gi if abs(gi) >= gfloor else zero  # flush: see the reference
         mi = b1 * m[i] + c1 * gi
@@ -288,11 +291,17 @@ def _adam_outer_rows(w, x, delta, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2,
     gfloor = (tiny / c2) ** half if c2 > zero else tiny
     n = x.shape[0]
     n_out = delta.shape[1]
-    for i in range(lo, hi):
+    w, x, m, v = w[lo:hi], x[:, lo:hi], m[lo:hi], v[lo:hi]  # indices from 0: see _adam_range
+    grow = np.empty(n_out, dtype=w.dtype)  # one row of x^T delta at a time, never all of it
+    for i in range(w.shape[0]):
         for j in range(n_out):
-            gi = zero
-            for r in range(n):  # the gradient entry (x^T delta)_ij, never stored
-                gi += x[r, i] * delta[r, j]
+            grow[j] = zero
+        for r in range(n):
+            xri = x[r, i]
+            for j in range(n_out):
+                grow[j] += xri * delta[r, j]
+        for j in range(n_out):
+            gi = grow[j]
             gi = gi if abs(gi) >= gfloor else zero
             mi = b1 * m[i, j] + c1 * gi
             vi = b2 * v[i, j] + c2 * gi * gi
