@@ -176,6 +176,9 @@ def time_interleaved(cases: dict, n_windows=5, min_window_s=0.5, warmup_s=0.3, w
     ``cases`` maps a name to a dict ``{"fn": callable, "items": items_per_call, "sync":
     callable or None, "setup": callable or None}``; ``setup()`` runs, untimed, before each
     window (e.g. ``peer.reset(weights)`` so that every window starts from the same weights).
+    A case timed elsewhere (another process: ``bench/worker.py``) gives instead
+    ``{"items": ..., "warm": warm(calls, seconds), "window": window(min_s) -> (calls,
+    seconds, foreign_cores)}``.
     All cases are warmed up first (``warmup_calls`` calls, then
     ``warmup_s`` seconds each); each round runs the cases in a rotated order (so no case
     always follows the same one), with ``pause_s`` of sleep before each window so that one
@@ -186,6 +189,9 @@ def time_interleaved(cases: dict, n_windows=5, min_window_s=0.5, warmup_s=0.3, w
     names = list(cases)
     for name in names:
         c = cases[name]
+        if "warm" in c:
+            c["warm"](warmup_calls, warmup_s)
+            continue
         if c.get("setup") is not None:
             c["setup"]()
         for _ in range(warmup_calls):
@@ -205,7 +211,10 @@ def time_interleaved(cases: dict, n_windows=5, min_window_s=0.5, warmup_s=0.3, w
                     c["setup"]()
                 if pause_s:
                     time.sleep(pause_s)
-                k, dt, fc = _one_window(c["fn"], min_window_s, c.get("sync"))
+                if "window" in c:
+                    k, dt, fc = c["window"](min_window_s)
+                else:
+                    k, dt, fc = _one_window(c["fn"], min_window_s, c.get("sync"))
                 if max_foreign is None or fc <= max_foreign or redo_left <= 0:
                     break
                 redo_left -= 1

@@ -9,7 +9,9 @@ each), decoder 20-400 (ReLU) -784 Bernoulli logits, one reparameterised sample, 
 1e-3, float32, on fixed random binary data. Every peer is first checked to compute the
 same loss on the same weights and noise; then all are timed in alternation (one window of
 each per round), warm-up and compilation excluded, and medians with min and max over the
-windows are reported. Writes bench/results/latest.json and latest.md.
+windows are reported. Each library runs in a process of its own (bench/worker.py), so that
+no library's thread pool competes with another's. Writes bench/results/latest.json and
+latest.md.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ sys.path.insert(0, str(ROOT))
 from bench import common  # noqa: E402  (standard library only at import)
 
 REMOVED_ENV = common.unset_openblas_env()  # before numpy loads OpenBLAS: see the output
+# npvae sets OMP_WAIT_POLICY when imported; the peers' workers get the variables as they were
+OMP_ENV = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
 
 import numpy as np  # noqa: E402
 
 from bench import roofline  # noqa: E402
 from bench.peers import jax_vae, torch_vae  # noqa: E402
+from bench.worker import POOL, Worker  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -61,63 +66,31 @@ def parse_args(argv=None):
     return args
 
 
-# ---------------------------------------------------------------------------- npvae side
-class NpvaePeer:
-    """npvae behind the peers' interface (see bench/peers/__init__.py)."""
-
-    def __init__(self, weights, backend, lr=1e-3):
-        from npvae import VAE, Adam
-
-        self.name, self.variant = "npvae", backend
-        self.model = VAE(784, 20, hidden=(400,), backend=backend, dtype="float32")
-        self.opt = Adam(self.model.params, lr=lr, backend=backend)
-        self.reset(weights)
-
-    def reset(self, weights):
-        self.model.params.load(weights)
-        self.opt = type(self.opt)(self.model.params, lr=self.opt.lr, backend=self.variant)
-
-    def prep(self, x, noise=None):
-        return x if noise is None else (x, noise)
-
-    def loss(self, x, noise):
-        return self.model.loss_and_grad(x, noise=noise)[0]
-
-    def train_step(self, x, noise):
-        self.model.train_step(x, self.opt, noise=noise, check_input=False)
-
-    def infer(self, x):
-        return self.model.reconstruct_mean(x)
-
-    def sync(self):
-        pass
+# --------------------------------------------------------------------------------- cases
+CASES = ("npvae", "numpy-ref", "torch-eager", "torch-fused", "torch-compile", "jax-jit")
 
 
 def make_cases(weights, threads, skip):
-    peers = {"npvae": NpvaePeer(weights, "numba")}
-    if "numpy" not in skip:
-        peers["numpy-ref"] = NpvaePeer(weights, "numpy")
+    """Start one worker process per case that can run here; a case that cannot is a note."""
+    wanted = [c for c in CASES if c not in skip
+              and not (c == "numpy-ref" and "numpy" in skip)
+              and not (c == "jax-jit" and "jax" in skip)]
     notes = {}
-    if torch_vae.available():
-        for variant, key in (("eager", "torch-eager"), ("eager_fused", "torch-fused"),
-                             ("compile", "torch-compile")):
-            if key in skip or variant not in torch_vae.VARIANTS:
-                continue
-            try:
-                peers[key] = torch_vae.make(weights, threads=threads, variant=variant)
-            except Exception as e:  # a peer that cannot run here is reported, not fatal
-                notes[key] = f"failed: {type(e).__name__}: {e}"
-    else:
+    if not torch_vae.available():
         notes["torch"] = f"not installed ({torch_vae.why_unavailable()})"
-    if "jax" not in skip:
-        if jax_vae.available():
-            try:
-                peers["jax-jit"] = jax_vae.make(weights, threads=threads)
-            except Exception as e:
-                notes["jax-jit"] = f"failed: {type(e).__name__}: {e}"
-        else:
-            notes["jax"] = f"not installed ({jax_vae.why_unavailable()})"
-    return peers, notes
+        wanted = [c for c in wanted if not c.startswith("torch-")]
+    if "jax-jit" in wanted and not jax_vae.available():
+        notes["jax"] = f"not installed ({jax_vae.why_unavailable()})"
+        wanted.remove("jax-jit")
+    workers = {}
+    for key in wanted:
+        try:
+            workers[key] = Worker(key, weights, threads, env=OMP_ENV)
+        except Exception as e:  # a peer that cannot run here is reported, not fatal
+            if key == "npvae":
+                raise
+            notes[key] = f"failed: {e}"
+    return workers, notes
 
 
 def random_weights(seed=0):
@@ -127,15 +100,13 @@ def random_weights(seed=0):
             .items()}
 
 
-def check_equivalence(peers, weights, rng):
+def check_equivalence(workers, rng):
     x = (rng.random((16, 784)) < 0.5).astype(np.float32)
     noise = rng.standard_normal((1, 16, 20)).astype(np.float32)
-    ref = peers["npvae"].loss(x, noise)
+    ref = workers["npvae"].call("loss", x, noise)
     out = {}
-    for name, p in peers.items():
-        p.reset(weights)
-        xt, nt = p.prep(x, noise)
-        val = float(p.loss(xt, nt))
+    for name, w in workers.items():
+        val = w.call("loss", x, noise)
         out[name] = {"loss": val, "rel_diff": abs(val - ref) / abs(ref)}
         if out[name]["rel_diff"] > 1e-4:
             raise SystemExit(f"{name} computes loss {val} but npvae {ref}: not the same model")
@@ -177,65 +148,16 @@ def startup_times():
             "warm_first_step_s": warm.get("first_step_s")}
 
 
-def step_allocations(peer, x, noise, steps=20):
-    """Bytes that NumPy allocates per steady-state training step (tracemalloc's NumPy
-    domain), and Python objects' net growth, averaged over ``steps`` steps."""
-    import tracemalloc
-
-    for _ in range(3):
-        peer.train_step(x, noise)
-    domain = np.lib.tracemalloc_domain
-    tracemalloc.start()
-    snap0 = tracemalloc.take_snapshot()
-    for _ in range(steps):
-        peer.train_step(x, noise)
-    snap1 = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    numpy_filter = [tracemalloc.DomainFilter(True, domain)]
-    diff = snap1.filter_traces(numpy_filter).compare_to(snap0.filter_traces(numpy_filter),
-                                                        "filename")
-    grown = sum(d.size_diff for d in diff if d.size_diff > 0)
-    blocks = sum(d.count_diff for d in diff if d.count_diff > 0)
-    return {"numpy_bytes_retained_per_step": grown / steps,
-            "numpy_blocks_retained_per_step": blocks / steps}
-
-
-def peak_rss_mb():
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # ---------------------------------------------------------------------------------- timing
-POOL = 8  # distinct batches cycled through, so no peer memorises a single batch
-
-
-def cycler(p, batches):
-    """A training step on the next batch of the pool."""
-    state = {"i": 0}
-
-    def step():
-        xt, nt = batches[state["i"] % len(batches)]
-        state["i"] += 1
-        p.train_step(xt, nt)
-
-    return step
-
-
-def time_batch(peers, weights, n, args, rng):
+def time_batch(workers, n, args, rng):
     data = [((rng.random((n, 784)) < 0.5).astype(np.float32),
              rng.standard_normal((1, n, 20)).astype(np.float32)) for _ in range(POOL)]
-    train, infer = {}, {}
-    for name, p in peers.items():
-        p.reset(weights)
-        batches = [p.prep(x, noise) for x, noise in data]
-        train[name] = {"fn": cycler(p, batches), "items": n, "sync": p.sync,
-                       "setup": (lambda p=p: p.reset(weights))}  # each window from the start
-        xt = batches[0][0]
-        infer[name] = {"fn": (lambda p=p, xt=xt: p.infer(xt)), "items": n, "sync": p.sync}
+    for w in workers.values():
+        w.call("batch", data)
     kw = dict(n_windows=args.windows, min_window_s=args.window_s, warmup_s=0.3,
-              max_foreign=args.max_foreign)
-    return common.time_interleaved(train, **kw), common.time_interleaved(infer, **kw)
+              max_foreign=args.max_foreign, pause_s=0.15)
+    return tuple(common.time_interleaved({k: w.case(kind, n) for k, w in workers.items()}, **kw)
+                 for kind in ("train", "infer"))
 
 
 def table(results, peers):
@@ -264,31 +186,41 @@ def table(results, peers):
 
 def main(argv=None):
     args = parse_args(argv)
-    cpus = common.pin_cpus(args.threads)
+    cpus = common.pin_cpus(args.threads)  # the workers inherit the CPU set
     import numba
     from threadpoolctl import threadpool_limits
 
+    # this process measures the roofline's GEMMs and bandwidth at the same thread count
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(args.threads)
     rng = np.random.default_rng(0)
     weights = random_weights()
-    peers, notes = make_cases(weights, args.threads, set(args.skip))
+    workers, notes = make_cases(weights, args.threads, set(args.skip))
+    try:
+        run(args, cpus, rng, workers, notes)
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+def run(args, cpus, rng, workers, notes):
     print(common.openblas_env_status(REMOVED_ENV))
-    print(f"BLAS: {common.numpy_blas_summary()}; CPUs {cpus}; threads {args.threads}")
+    print(f"BLAS: {common.numpy_blas_summary()}; CPUs {cpus}; threads {args.threads}; "
+          f"one process per case: {', '.join(workers)}")
     for k, v in notes.items():
         print(f"peer {k}: {v}")
-    equiv = check_equivalence(peers, weights, rng)
+    equiv = check_equivalence(workers, rng)
     print("same loss on the same weights and noise: " + ", ".join(
         f"{k} {v['rel_diff']:.1e}" for k, v in equiv.items()))
     print("startup (subprocesses):", startup := startup_times())
     results = []
     for n in args.batch:
         t0 = time.perf_counter()
-        train, infer = time_batch(peers, weights, n, args, rng)
+        train, infer = time_batch(workers, n, args, rng)
         roof = roofline.roofline_step_time(n, args.threads)
         x = (rng.random((n, 784)) < 0.5).astype(np.float32)
         noise = rng.standard_normal((1, n, 20)).astype(np.float32)
-        alloc = step_allocations(peers["npvae"], x, noise)
+        alloc = workers["npvae"].call("alloc", x, noise)
         results.append({
             "batch": n, "train": train, "infer": infer,
             "roofline": {k: v for k, v in roof.items() if k not in ("gemms", "bandwidth")},
@@ -300,22 +232,26 @@ def main(argv=None):
               + f"; roofline {roof['samples_per_s']:,.0f}; "
               f"allocated {alloc['numpy_bytes_retained_per_step']:.0f} B/step "
               f"({time.perf_counter() - t0:.0f} s)")
-    md = table(results, list(peers))
+    md = table(results, list(workers))
     info = common.machine_info()
+    rss = {k: w.call("rss") for k, w in workers.items()}
     header = (f"Machine: {info['cpu_model']}, {len(cpus)} CPUs used, {args.threads} threads; "
               f"BLAS {common.numpy_blas_summary()}; "
               f"{common.openblas_env_status(REMOVED_ENV)}; versions "
               + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
-              + f". Import {startup['import_s']:.2f} s, first step cold (JIT compile) "
+              + ". Each case in its own process. "
+              f"Import {startup['import_s']:.2f} s, first step cold (JIT compile) "
               f"{startup['cold_first_step_s']:.2f} s, warm (disk cache) "
-              f"{startup['warm_first_step_s']:.2f} s; peak RSS {peak_rss_mb():.0f} MB.")
+              f"{startup['warm_first_step_s']:.2f} s; peak RSS of the npvae process "
+              f"{rss['npvae']:.0f} MB.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.md").write_text(header + "\n\n" + md + "\n")
     (out / "latest.json").write_text(json.dumps(
         {"args": vars(args), "machine": info, "equivalence": equiv, "startup": startup,
-         "notes": notes, "results": results, "peak_rss_mb": peak_rss_mb(),
-         "openblas_env_removed": REMOVED_ENV}, indent=1, default=str))
+         "notes": notes, "worker_notes": {k: w.notes for k, w in workers.items()},
+         "results": results, "peak_rss_mb": rss, "openblas_env_removed": REMOVED_ENV},
+        indent=1, default=str))
     print()
     print(header)
     print()

@@ -7,7 +7,7 @@ Every likelihood has the same surface:
   the likelihood's own parameters (a learned variance) written into the model's buffer.
   This is the hot path; it runs in one fused kernel.
 * ``nll(out, x)``: per-row NLL, in plain NumPy, for evaluation.
-* ``mean(out)`` and ``sample(out, rng)``: E[x | z] and a draw from p(x | z).
+* ``mean(out, kernels)`` and ``sample(out, rng)``: E[x | z] and a draw from p(x | z).
 * ``validate(x)``: rejects data outside the likelihood's support.
 """
 
@@ -84,8 +84,9 @@ class Bernoulli(Likelihood):
         e = np.maximum(out, 0) - xt * out + np.log1p(np.exp(-np.abs(out)))
         return e.sum(axis=1)
 
-    def mean(self, out):
-        return expit(out)
+    def mean(self, out, kernels=None):
+        k = kernels or get_kernels()
+        return k.sigmoid(out, np.empty_like(out))
 
     def sample(self, out, rng):
         return (rng.random(out.shape) < expit(out)).astype(out.dtype)
@@ -119,7 +120,7 @@ class _Gaussian(Likelihood):
         e = 0.5 * (LOG_2PI + v + (xt - out) ** 2 * np.exp(-v))
         return e.sum(axis=1)
 
-    def mean(self, out):
+    def mean(self, out, kernels=None):
         return np.array(out, copy=True)
 
     def sample(self, out, rng):

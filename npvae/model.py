@@ -353,7 +353,7 @@ class VAEModel:
             inp = z[s] if y is None else np.hstack([z[s], y[s]])
             out[s] = self.decoder.forward(inp, self.decoder.workspace(len(inp), self.dtype),
                                           self.kernels)
-        return out if raw else self.likelihood.mean(out)
+        return out if raw else self.likelihood.mean(out, self.kernels)
 
     def reconstruct_mean(self, x, y=None, *, check_input=True):
         """Mean of p(x | z = mu(x)): encode, take the posterior mean, decode; (N, D).
@@ -387,7 +387,7 @@ class VAEModel:
         if y is not None:
             dec_in[:, z:] = y
         out = self.decoder.forward(dec_in, ws["dec"], self.kernels)
-        return self.likelihood.mean(out)
+        return self.likelihood.mean(out, self.kernels)
 
     def config(self):
         """JSON-serialisable constructor arguments (with ``input_dim``) that rebuild the model."""

@@ -7,6 +7,7 @@ rounding of a sum of that length. The numba backend is loaded explicitly, so the
 
 import numpy as np
 import pytest
+import scipy.special
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -100,6 +101,20 @@ def test_bernoulli_nll(dtype, n, d, reps, seed, big):
     assert np.isfinite(ta) and np.all(np.isfinite(g[0]))
     close(g[0], g[1], dtype)
     close(ta, tb, dtype, n_terms=logits.size)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(n=batch, d=width, seed=seeds, big=st.sampled_from([1.0, 30.0, 1e4]))
+def test_sigmoid(dtype, n, d, seed, big):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal((n, d)) * big).astype(dtype)
+    a, b = np.empty_like(logits), np.empty_like(logits)
+    assert NB.sigmoid(logits, a) is a
+    REF.sigmoid(logits, b)
+    close(a, b, dtype)
+    np.testing.assert_allclose(b, scipy.special.expit(logits.astype(np.float64)),
+                               rtol=5 * np.finfo(dtype).eps, atol=np.finfo(dtype).tiny)
+    assert np.all((a >= 0) & (a <= 1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

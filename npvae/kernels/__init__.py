@@ -30,7 +30,7 @@ __all__ = ["BACKENDS", "KERNEL_NAMES", "default_backend", "get_kernels", "warmup
 BACKENDS = ("numba", "numpy")
 KERNEL_NAMES = (
     "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
-    "gaussian_nll", "adam_step", "adam_step_outer", "sgd_step", "sum_squares",
+    "gaussian_nll", "sigmoid", "adam_step", "adam_step_outer", "sgd_step", "sum_squares",
 )
 _loaded = {}
 
@@ -91,6 +91,7 @@ def warmup(dtypes=("float32", "float64")):
         k.sample_kl(h, noise, noise.copy(), np.zeros(2, dtype=dt))
         k.sample_kl_backward(h, noise, noise, np.zeros(2, dtype=dt), h.copy())
         k.bernoulli_nll(a, a, 1.0, a.copy())
+        k.sigmoid(a, a.copy())
         k.gaussian_nll(a, a, b, 1.0, a.copy(), b.copy())
         k.gaussian_nll(a, a, b[:1], 1.0, a.copy(), b[:1].copy())
         p = np.zeros(3, dtype=dt)

@@ -215,6 +215,24 @@ def bernoulli_nll(logits, x, scale, dlogits):
     return total + float(t.sum())
 
 
+@njit(**_OPTS)
+def _sigmoid_from_t(logits, t):
+    """In place: ``t = e^{-|l|}`` becomes ``sigmoid(l)``."""
+    one, zero = logits.dtype.type(1), logits.dtype.type(0)
+    rows, d = logits.shape
+    for r in range(rows):
+        for j in range(d):
+            tj = t[r, j]
+            t[r, j] = one / (one + tj) if logits[r, j] >= zero else tj / (one + tj)
+
+
+def sigmoid(logits, out):
+    _neg_abs_logits(logits, out)
+    np.exp(out, out=out)  # NumPy's SIMD exp, as in bernoulli_nll
+    _sigmoid_from_t(logits, out)
+    return out
+
+
 @njit(**_REDUCE)
 def gaussian_nll(mean, x, logvar, scale, dmean, dlogvar):
     dt = mean.dtype.type

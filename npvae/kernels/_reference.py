@@ -154,6 +154,20 @@ def bernoulli_nll(logits, x, scale, dlogits):
     return float(nll.sum(dtype=np.float64))
 
 
+def sigmoid(logits, out):
+    r"""The Bernoulli mean :math:`\sigma(l) = 1 / (1 + e^{-l})`, written into ``out``.
+
+    Computed from :math:`t = e^{-|l|}` as :math:`1/(1+t)` for :math:`l \ge 0` and
+    :math:`t/(1+t)` otherwise, so ``exp`` never overflows; :math:`t` is 0 past the cut of
+    :func:`flush_limits`, which gives exact 0 and 1 there instead of subnormal numbers.
+    """
+    _, cut = flush_limits(logits.dtype)
+    a = np.abs(logits)
+    t = np.where(a < cut, np.exp(-np.minimum(a, cut)), 0)
+    out[...] = np.where(logits >= 0, 1 / (1 + t), t / (1 + t))
+    return out
+
+
 def gaussian_nll(mean, x, logvar, scale, dmean, dlogvar):
     r"""Gaussian negative log-likelihood with log-variance ``logvar``, and its gradients.
 
