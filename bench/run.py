@@ -178,9 +178,28 @@ def table(results, peers):
         cells += [f"{inf['npvae']['median']:,.0f}", f"{inf['npvae']['median'] / best:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    lines.append(bound_table(results, peers))
+    lines.append("")
     lines.append("Peers' medians (training samples/s): " + "; ".join(
         f"batch {r['batch']}: " + ", ".join(f"{p} {r['train'][p]['median']:,.0f}"
                                              for p in others) for r in results))
+    return "\n".join(lines)
+
+
+def bound_table(results, peers):
+    """Where npvae's step time goes, and the ceiling its GEMMs put on its ratios: the
+    ratio npvae would reach if its step were nothing but its GEMMs through NumPy's BLAS."""
+    others = [p for p in peers if p not in ("npvae", "numpy-ref")]
+    lines = ["| batch | npvae step ms | its GEMMs through NumPy's BLAS, ms (share) | "
+             + " | ".join(f"ceiling vs {p}" for p in others) + " |",
+             "|" + "---|" * (3 + len(others))]
+    for r in results:
+        n, t = r["batch"], r["train"]
+        step_ms = 1e3 * n / t["npvae"]["median"]
+        gemm_ms = 1e3 * r["roofline"]["gemm_exact_s"]
+        cells = [f"{n}", f"{step_ms:.2f}", f"{gemm_ms:.2f} ({gemm_ms / step_ms:.0%})"]
+        cells += [f"{1e3 * n / t[p]['median'] / gemm_ms:.2f}x" for p in others]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
