@@ -56,15 +56,16 @@ class ParamBuffer:
             self.offsets[name] = size
             size += int(np.prod(shape, dtype=np.int64))
         self.size = size
+        self._slices = OrderedDict(  # fixed with the layout; the optimizer asks every step
+            (name, slice(start, start + int(np.prod(self.shapes[name], dtype=np.int64))))
+            for name, start in self.offsets.items())
         self.data = np.zeros(size, dtype=dtype)
         self.grad = np.zeros(size, dtype=dtype)
 
     def _slice(self, flat, name):
         if name not in self.shapes:
             raise KeyError(f"no parameter named {name!r}; known: {', '.join(self.shapes)}")
-        start = self.offsets[name]
-        shape = self.shapes[name]
-        return flat[start:start + int(np.prod(shape, dtype=np.int64))].reshape(shape)
+        return flat[self._slices[name]].reshape(self.shapes[name])
 
     def view(self, name):
         """The parameter ``name`` as a view into :attr:`data`."""
@@ -84,11 +85,7 @@ class ParamBuffer:
 
     def block_slices(self):
         """Ordered dict of every parameter name to its ``slice`` of the flat vectors."""
-        out = OrderedDict()
-        for name, shape in self.shapes.items():
-            start = self.offsets[name]
-            out[name] = slice(start, start + int(np.prod(shape, dtype=np.int64)))
-        return out
+        return OrderedDict(self._slices)
 
     def load(self, arrays):
         """Copy named arrays into the buffer, checking names and shapes first.
