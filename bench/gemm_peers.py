@@ -1,0 +1,87 @@
+"""The GEMMs of the reference VAE through NumPy's BLAS and through PyTorch, side by side.
+
+    python bench/gemm_peers.py                 # 2 threads, 3 rounds
+    python bench/gemm_peers.py --threads 1 --rounds 5
+
+npvae does its matrix products with ``np.dot`` (NumPy's BLAS: OpenBLAS in the PyPI wheels);
+PyTorch's CPU build has its own GEMM (MKL / oneDNN). Where a training step is mostly GEMM
+time, the ratio of the two GEMMs bounds the ratio of the two libraries' steps, whatever
+the rest of the code does. This script times the step's three largest GEMM shapes at a
+few batch sizes, each library in its own subprocess (so that their thread pools never
+meet), alternating the two for ``--rounds`` rounds, and prints the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+# (rows, inner, cols) of x @ W for the 784-400-20 VAE; the step's other large GEMMs
+# (x^T dY, dY W^T) have the same sizes with the roles exchanged.
+SHAPES = [(n, 784, 400) for n in (1, 16, 128, 512)] + [(n, 400, 784) for n in (16, 512)]
+
+CHILD = r"""
+import json, sys, time
+import numpy as np
+lib, threads, shapes = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+if lib == "torch":
+    import torch
+    torch.set_num_threads(threads)
+else:
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(threads)
+out = {}
+rng = np.random.default_rng(0)
+for m, k, n in shapes:
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c = np.empty((m, n), np.float32)
+    if lib == "torch":
+        ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
+        f = lambda: torch.mm(ta, tb, out=tc)
+    else:
+        f = lambda: np.dot(a, b, out=c)
+    for _ in range(5):
+        f()
+    ts = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    out[f"{m}x{k}x{n}"] = ts[len(ts) // 2]
+print(json.dumps(out))
+"""
+
+
+def run_child(lib, threads):
+    res = subprocess.run([sys.executable, "-c", CHILD, lib, str(threads), json.dumps(SHAPES)],
+                         capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise SystemExit(f"{lib} failed:\n{res.stderr.strip()}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    times = {"numpy": [], "torch": []}
+    for _ in range(args.rounds):
+        for lib in times:
+            times[lib].append(run_child(lib, args.threads))
+    print(f"{args.threads} threads, medians over {args.rounds} rounds of 50 calls each")
+    print("| GEMM (rows x inner x cols) | np.dot ms | torch.mm ms | np.dot / torch.mm |")
+    print("|---|---|---|---|")
+    for key in times["numpy"][0]:
+        t_np = statistics.median(r[key] for r in times["numpy"]) * 1e3
+        t_pt = statistics.median(r[key] for r in times["torch"]) * 1e3
+        print(f"| {key} | {t_np:.3f} | {t_pt:.3f} | {t_np / t_pt:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
