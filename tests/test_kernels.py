@@ -75,6 +75,16 @@ def test_sample_kl_and_backward(dtype, n, z, reps, seed):
     close(dh[0], dh[1], dtype, n_terms=reps)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 300])  # 300 x 20 latents take the NumPy-exp path
+def test_sample_kl_both_std_paths(dtype, n):
+    """1 x 20 latents take the scalar-exp loop, 300 x 20 NumPy's exp."""
+    from npvae.kernels import _numba
+
+    assert (n * 20 >= _numba.STD_NUMPY_MIN) == (n == 300)
+    test_sample_kl_and_backward.hypothesis.inner_test(dtype, n, 20, 2, 7)
+
+
 def test_sample_kl_writes_into_a_strided_view():
     """The conditional VAE writes z into the first columns of the decoder input."""
     rng = np.random.default_rng(0)
