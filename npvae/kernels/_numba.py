@@ -130,6 +130,14 @@ def _buffer(key, shape, dtype):
 
 # Each kernel runs the sample loop and the per-(i, j) loop separately: a store into z
 # inside the KL accumulation made the combined loop 8x slower (measured at 512 x 20).
+# ``std`` is exp(logvar / 2) from _std, or an empty array: then the kernel takes the exp.
+@inline
+def _sd(h, std, i, j, zdim):
+    if std.shape[0] == 0:
+        return np.exp(h.dtype.type(0.5) * h[i, zdim + j])
+    return std[i, j]
+
+
 @njit(**_OPTS)
 def _sample_kl(h, std, noise, z, kl_col):
     dt = h.dtype.type
@@ -140,12 +148,12 @@ def _sample_kl(h, std, noise, z, kl_col):
     for r in range(reps):
         for i in range(n):
             for j in range(zdim):
-                z[r * n + i, j] = h[i, j] + std[i, j] * noise[r * n + i, j]
+                z[r * n + i, j] = h[i, j] + _sd(h, std, i, j, zdim) * noise[r * n + i, j]
     for j in range(zdim):
         kl_col[j] = 0
     for i in range(n):
         for j in range(zdim):
-            mu, sd = h[i, j], std[i, j]
+            mu, sd = h[i, j], _sd(h, std, i, j, zdim)
             kl_col[j] += half * (mu * mu + sd * sd - one - h[i, zdim + j])
 
 
@@ -158,38 +166,29 @@ def _sample_kl_backward(h, std, noise, dz, w, dh):
     reps = noise.shape[0] // n
     for i in range(n):  # the KL's share, then each sample's
         for j in range(zdim):
-            sd = std[i, j]
+            sd = _sd(h, std, i, j, zdim)
             dh[i, j] = w[j] * h[i, j]
             dh[i, zdim + j] = w[j] * half * (sd * sd - one)
     for r in range(reps):
         for i in range(n):
-            g, e, sd = dz[r * n + i], noise[r * n + i], std[i]  # row views
+            g, e = dz[r * n + i], noise[r * n + i]  # row views
             dmu, dlv = dh[i, :zdim], dh[i, zdim:]
             for j in range(zdim):
                 dmu[j] += g[j]
-                dlv[j] += g[j] * e[j] * half * sd[j]
+                dlv[j] += g[j] * e[j] * half * _sd(h, std, i, j, zdim)
 
 
-@njit(**_OPTS)
-def _std_loop(h, std):
-    half = h.dtype.type(0.5)
-    zdim = std.shape[1]
-    for i in range(std.shape[0]):
-        for j in range(zdim):
-            std[i, j] = np.exp(half * h[i, zdim + j])
-
-
-STD_NUMPY_MIN = 4096  # elements; below, two ufunc calls cost more than scalar exp
+STD_NUMPY_MIN = 1024  # elements; below, the kernels take exp themselves
 
 
 def _std(h):
-    """``exp(logvar / 2)`` into a reused buffer: for large batches through NumPy's SIMD
-    ``exp`` (Numba's is scalar libm)."""
+    """``exp(logvar / 2)`` for the sampling kernels: for large batches through NumPy's
+    SIMD ``exp`` (Numba's is scalar libm) into a reused buffer; for small ones an empty
+    array, which tells the kernel to compute it (two ufunc calls cost more there)."""
     zdim = h.shape[1] // 2
+    if h.shape[0] * zdim < STD_NUMPY_MIN:
+        return _buffer("std0", (0, zdim), h.dtype)
     std = _buffer("std", (h.shape[0], zdim), h.dtype)
-    if std.size < STD_NUMPY_MIN:
-        _std_loop(h, std)
-        return std
     np.multiply(h[:, zdim:], 0.5, out=std)
     with np.errstate(over="ignore"):  # an infinite std gives an infinite loss, reported there
         return np.exp(std, out=std)
