@@ -114,6 +114,16 @@ def test_bernoulli_nll(dtype, n, d, reps, seed, big):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [511, 512, 513, 1100])
+def test_bernoulli_nll_across_log_chunks(dtype, d):
+    """Rows longer than one float64 product (LOG1P_CHUNK values) give the same NLL."""
+    from npvae.kernels import _numba
+
+    assert _numba.LOG1P_CHUNK == 512
+    test_bernoulli_nll.hypothesis.inner_test(dtype, 3, d, 2, 11, 1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @given(n=batch, d=width, seed=seeds, big=st.sampled_from([1.0, 30.0, 1e4]))
 def test_sigmoid(dtype, n, d, seed, big):
     rng = np.random.default_rng(seed)
