@@ -170,6 +170,10 @@ def _numba_kernels():
     try:
         import numba
         from numba import njit, prange
+
+        from npvae.kernels import get_kernels
+
+        get_kernels("numba")  # Numba's pool started as npvae starts it (idle threads sleep)
     except ImportError:
         _NUMBA["k"] = None
         return None

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench import common  # noqa: E402  (standard library only at import)
 
 REMOVED_ENV = common.unset_openblas_env()  # before numpy loads OpenBLAS: see the output
-# npvae sets OMP_WAIT_POLICY when imported; the peers' workers get the variables as they were
+# the workers start with these variables as the user set them (see npvae.kernels)
 OMP_ENV = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
 
 import numpy as np  # noqa: E402
@@ -212,6 +212,10 @@ def main(argv=None):
     cpus = common.pin_cpus(args.threads)  # the workers inherit the CPU set
     import numba
     from threadpoolctl import threadpool_limits
+
+    from npvae.kernels import get_kernels
+
+    get_kernels("numba")  # starts Numba's pool as npvae does (idle threads sleep)
 
     # this process measures the roofline's GEMMs and bandwidth at the same thread count
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))

@@ -23,9 +23,9 @@ from npvae import VAE, Adam  # noqa: E402
 
 def main(argv):
     n, blas, nb = (int(a) for a in argv[:3])
+    model = VAE(784, 20, hidden=(400,), seed=0)  # first: npvae starts Numba's pool its way
     threadpool_limits(blas)
     numba.set_num_threads(nb)
-    model = VAE(784, 20, hidden=(400,), seed=0)
     opt = Adam(model.params, lr=1e-3)
     rng = np.random.default_rng(0)
     x = (rng.random((n, 784)) < 0.5).astype(np.float32)

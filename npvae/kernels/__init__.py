@@ -7,23 +7,22 @@ with ``VAE(backend="numpy")``. If Numba cannot be imported, ``numba`` falls back
 ``numpy``. Importing this module compiles nothing: Numba compiles each kernel on its first
 call and caches the machine code on disk (``NPVAE_NUMBA_CACHE=0`` turns that off).
 
-Importing this module sets ``OMP_WAIT_POLICY=PASSIVE`` unless ``OMP_WAIT_POLICY`` or
-``GOMP_SPINCOUNT`` is already set. Numba's OpenMP threads then sleep when a parallel loop
-ends instead of spinning for milliseconds. A training step alternates BLAS calls, which run
-on OpenBLAS's own threads, with the parallel Adam loop; spinning OpenMP threads held the
-cores the next GEMMs needed (on 2 cores a batch-16 step took 7 ms instead of 3 ms). libgomp
-reads the variable once, when the first parallel loop starts its pool, so this only takes
-effect if ``npvae`` is imported before anything in the process starts that pool (for
-instance ``numba.set_num_threads``). Set the variable yourself to choose otherwise.
+Loading the ``numba`` backend starts Numba's thread pool with ``OMP_WAIT_POLICY=PASSIVE``
+(unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set), then puts the environment back.
+Numba's OpenMP threads then sleep when a parallel loop ends instead of spinning for
+milliseconds. A training step alternates BLAS calls, which run on OpenBLAS's own threads,
+with the parallel Adam loop; spinning OpenMP threads held the cores the next GEMMs needed
+(on 2 cores a batch-16 step took 7 ms instead of 3 ms). libgomp reads the variable once,
+when the pool starts, so this has no effect if something in the process started Numba's
+pool before (for instance ``numba.set_num_threads``); set the variable yourself then.
+Restoring the environment keeps the setting away from other OpenMP runtimes loaded later
+(PyTorch ships its own libgomp).
 """
 
 from __future__ import annotations
 
 import os
 import types
-
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 __all__ = ["BACKENDS", "KERNEL_NAMES", "default_backend", "get_kernels", "warmup"]
 
@@ -60,12 +59,27 @@ def get_kernels(backend=None):
                 from npvae.kernels import _numba as module
             except ImportError:  # the fallback is free: same names, same math
                 return get_kernels("numpy")
+            _start_numba_pool()
         else:
             from npvae.kernels import _reference as module
         ns = types.SimpleNamespace(**{k: getattr(module, k) for k in KERNEL_NAMES})
         ns.name = name
         _loaded[name] = ns
     return _loaded[name]
+
+
+def _start_numba_pool():
+    """Start Numba's thread pool with sleeping idle threads; see the module docstring."""
+    import numba
+
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        numba.get_num_threads()  # the user's choice
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        numba.get_num_threads()  # starts the pool (loads libgomp, which reads the variable)
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
 
 
 def warmup(dtypes=("float32", "float64")):

@@ -14,7 +14,7 @@ temporaries. How the loops are kept fast:
 * Large buffers go to a ``prange`` twin of the loop (each thread writes its own
   elements); small ones stay serial, where a thread launch costs more than it saves.
 * Numba's OpenMP threads sleep rather than spin once a parallel loop ends (see
-  :mod:`npvae.kernels`, which sets ``OMP_WAIT_POLICY=PASSIVE`` for that).
+  :mod:`npvae.kernels`, which starts the pool with ``OMP_WAIT_POLICY=PASSIVE``).
 
 Compilation is lazy (nothing compiles at import) and cached on disk unless
 ``NPVAE_NUMBA_CACHE=0``.
