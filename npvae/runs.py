@@ -84,18 +84,13 @@ def load_model(ckpt):
     from npvae.vae import VAE
 
     try:
-        model = VAE.load(ckpt)
-        arrays, config, _ = load_checkpoint(ckpt)
+        model = VAE.load(ckpt)  # the best epoch's weights, as fit leaves them
+        _, config, _ = load_checkpoint(ckpt)
     except CheckpointError as exc:
         raise CLIError(f"{_one_line(exc)}; the checkpoint is unusable: point to another one "
                        "or train again") from exc
     except OSError as exc:
         raise CLIError(f"cannot read {ckpt}: {exc.strerror or exc}") from exc
-    best = arrays.get("train/best_params")
-    tr = config.get("training") or {}
-    if best is not None and tr.get("finished") != "diverged" \
-            and best.shape == model.params.data.shape:
-        model.params.data[...] = best
     return model, config
 
 

@@ -229,8 +229,18 @@ class VAE(VAEModel):
         save_checkpoint(path, param_arrays(self), config, kind=CHECKPOINT_KIND)
 
     @classmethod
-    def load(cls, path, *, backend=None):
+    def load(cls, path, *, backend=None, best=True):
         """Rebuild a model from :meth:`save` (or from a training checkpoint).
+
+        Parameters
+        ----------
+        path : str or path-like
+        backend : {"numba", "numpy"}, optional
+        best : bool, default True
+            A training checkpoint of a run with early stopping holds the latest weights
+            and, apart, the best epoch's. With ``best=True`` the model gets the best
+            epoch's, as :meth:`fit` leaves it (not after a run that diverged, whose best
+            weights were never restored); ``best=False`` gives the latest.
 
         Raises
         ------
@@ -252,5 +262,11 @@ class VAE(VAEModel):
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: its config does not build a model: {exc}") from exc
         restore_params(model, arrays, path)
+        kept = arrays.get("train/best_params")
+        if best and kept is not None \
+                and (config.get("training") or {}).get("finished") != "diverged":
+            if kept.shape != model.params.data.shape:
+                raise CheckpointError(f"{path}: its best weights do not fit the model")
+            model.params.data[...] = kept
         model.history_ = list(config.get("history", []))
         return model

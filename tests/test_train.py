@@ -189,6 +189,10 @@ def test_early_stopping_restores_best(tmp_path, x, monkeypatch):
     assert [r["val_loss"] for r in m.history_] == pytest.approx([5.0, 4.0, 3.0, 3.5, 3.2])
     assert m.best_epoch_ == 3
     np.testing.assert_array_equal(m.params.data, snaps[2])
+    # the checkpoint holds the latest weights and the best apart; load gives what fit left
+    np.testing.assert_array_equal(VAE.load(tmp_path / "run.npz").params.data, snaps[2])
+    np.testing.assert_array_equal(VAE.load(tmp_path / "run.npz", best=False).params.data,
+                                  snaps[4])
     # resuming a run that stopped early does nothing but restore the best weights
     again = model().fit(x, resume=True, **kw)
     assert again.stop_reason_ == "early_stopping" and len(again.history_) == 5
