@@ -251,7 +251,8 @@ def build_parser():
 
 def main(argv=None, *, callbacks=()):
     """Run the command line; return the exit status (0 ok, 1 training diverged, 2 user
-    error, 130 interrupted). ``callbacks`` are passed to ``VAE.fit`` by ``train``."""
+    error, 130 interrupted by Ctrl-C, 143 by SIGTERM). ``callbacks`` are passed to
+    ``VAE.fit`` by ``train``."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

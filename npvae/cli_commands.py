@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -169,7 +170,7 @@ def train(args, callbacks=()):
         runs.write_json(os.path.join(run_dir, CONFIG), config)
         print(f"interrupted: checkpoint saved to {ckpt}\nresume with: npvae train --resume "
               f"{run_dir}", file=sys.stderr)
-        return 130
+        return 128 + int(model.stop_signal_ or signal.SIGINT)  # the shell's convention
     if resuming and not trained:
         _say(args, f"nothing to train: the run already did {len(history)} epochs "
                    f"({stop}); pass a larger --epochs to train on")

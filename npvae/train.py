@@ -341,6 +341,11 @@ class Trainer:
             elif hook == "on_epoch_end" and callable(cb):
                 cb(self.model, args[1])
 
+    @property
+    def stop_signal(self):
+        """The signal number (SIGINT, SIGTERM) that interrupted the last ``fit``, or None."""
+        return getattr(self, "_signal", None) if self.stop_reason == "interrupted" else None
+
     @contextmanager
     def _signal_guard(self):
         """Turn SIGINT/SIGTERM into a request to stop after the current step (main thread

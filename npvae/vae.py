@@ -48,6 +48,8 @@ class VAE(VAEModel):
         ``"diverged"``.
     best_epoch_ : int or None
         With early stopping: the epoch whose weights the model holds.
+    stop_signal_ : int or None
+        The signal (``signal.SIGINT`` or ``signal.SIGTERM``) that interrupted ``fit``.
     """
 
     def _sk_y(self, y):
@@ -154,6 +156,7 @@ class VAE(VAEModel):
                 self.history_ = trainer.history
                 self.stop_reason_ = trainer.stop_reason
                 self.best_epoch_ = trainer.best["epoch"]
+                self.stop_signal_ = trainer.stop_signal
         return self
 
     def fit_transform(self, X, y=None, **fit_params):

@@ -148,14 +148,21 @@ def test_info(run, capsys):
 
 # ----------------------------------------------------------------------------- resume
 class Interrupt(Callback):
-    """Send SIGINT to this process after step ``at``, as Ctrl-C would."""
+    """Send ``sig`` (SIGINT, as Ctrl-C would) to this process after step ``at``."""
 
-    def __init__(self, at):
-        self.at = at
+    def __init__(self, at, sig=signal.SIGINT):
+        self.at, self.sig = at, sig
 
     def on_step_end(self, trainer, step, parts):
         if step == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.sig)
+
+
+def test_sigterm_exits_143_with_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "term"
+    assert train_fast(out, callbacks=[Interrupt(2, signal.SIGTERM)]) == 128 + signal.SIGTERM
+    assert f"npvae train --resume {out}" in capsys.readouterr().err
+    assert os.path.isfile(out / "checkpoint.npz")
 
 
 def test_interrupt_then_resume_equals_straight_run(run, tmp_path, capsys):
