@@ -13,23 +13,15 @@ scale and rotation, centred (``--jitter r`` moves them up to r image widths off 
   real test images and on 300 samples per class.
 """
 
-import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import npvae  # noqa: F401
-except ImportError:  # run from a clone without installing
-    sys.path.insert(0, str(ROOT))
+import _common
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from npvae import VAE  # noqa: E402
-from npvae.apps import CenteredKNN, class_samples, one_hot  # noqa: E402
-from npvae.datasets import SHAPE_NAMES, render_sprites  # noqa: E402
-from npvae.plot import image_grid  # noqa: E402
+from npvae import VAE
+from npvae.apps import CenteredKNN, class_samples, one_hot
+from npvae.datasets import SHAPE_NAMES, render_sprites
+from npvae.plot import image_grid
 
 
 def sprites(n, jitter, size, seed):
@@ -43,19 +35,12 @@ def sprites(n, jitter, size, seed):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--n-train", type=int, default=10000)
+    ap = _common.parser(__doc__, n_train=10000, latent_dim=6)
     ap.add_argument("--jitter", type=float, default=0.0)
-    ap.add_argument("--latent-dim", type=int, default=6)
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "examples")
-    args = ap.parse_args(argv)
+    args = _common.parse(ap, argv)
     if not 0 <= args.jitter <= 0.5:
         ap.error("--jitter must lie in [0, 0.5]")
-    args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
     X, labels = sprites(args.n_train, args.jitter, args.size, args.seed)

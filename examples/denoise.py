@@ -7,40 +7,26 @@ Writes ``denoise.png`` (noisy / de-noising VAE / plain VAE / clean rows) and pri
 MSE to the clean images for every kind of corruption.
 """
 
-import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import npvae  # noqa: F401
-except ImportError:  # run from a clone without installing
-    sys.path.insert(0, str(ROOT))
+import _common
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from npvae import VAE  # noqa: E402
-from npvae.apps import CORRUPTIONS, corrupt  # noqa: E402
-from npvae.datasets import load_dataset  # noqa: E402
-from npvae.plot import image_grid  # noqa: E402
+from npvae import VAE
+from npvae.apps import CORRUPTIONS, corrupt
+from npvae.datasets import load_dataset
+from npvae.plot import image_grid
 
 LEVELS = {"mask": 0.5, "salt-pepper": 0.2, "gaussian": 0.5}
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = _common.parser(__doc__)
     ap.add_argument("--corruption", choices=CORRUPTIONS, default="salt-pepper")
     ap.add_argument("--level", type=float, default=None,
                     help="corruption strength (default: mask 0.5, salt-pepper 0.2, "
                          "gaussian 0.5)")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--n-train", type=int, default=20000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "examples")
-    args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = _common.parse(ap, argv)
     level = LEVELS[args.corruption] if args.level is None else args.level
     t0 = time.perf_counter()
 

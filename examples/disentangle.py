@@ -11,38 +11,23 @@ the posterior mean of a test image, and labelled with the factor each shares the
 information with).
 """
 
-import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import npvae  # noqa: F401
-except ImportError:  # run from a clone without installing
-    sys.path.insert(0, str(ROOT))
+import _common
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-import numpy as np  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from npvae import VAE  # noqa: E402
-from npvae.apps import mig, traverse  # noqa: E402
-from npvae.datasets import load_dataset  # noqa: E402
-from npvae.metrics import kl_per_dimension  # noqa: E402
+from npvae import VAE
+from npvae.apps import mig, traverse
+from npvae.datasets import load_dataset
+from npvae.metrics import kl_per_dimension
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = _common.parser(__doc__, epochs=12, latent_dim=8)
     ap.add_argument("--betas", type=float, nargs="+", default=[1.0, 4.0, 10.0])
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--n-train", type=int, default=20000)
-    ap.add_argument("--latent-dim", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "examples")
-    args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = _common.parse(ap, argv)
     t_start = time.perf_counter()
 
     ds = load_dataset("sprites", n_train=args.n_train, n_test=2000, seed=args.seed)

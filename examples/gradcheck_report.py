@@ -4,23 +4,15 @@ rerun. Float64, central differences; see npvae/gradcheck.py and docs/math.md.
     python examples/gradcheck_report.py
 """
 
-import sys
-from pathlib import Path
+import _common  # noqa: F401  (lets the example run from a clone)
+import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import npvae  # noqa: F401
-except ImportError:  # run from a clone without installing
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-from npvae.activations import ACTIVATIONS  # noqa: E402
-from npvae.gradcheck import check_model, numerical_vjp, rel_error  # noqa: E402
-from npvae.layers import Dense  # noqa: E402
-from npvae.likelihoods import LIKELIHOODS  # noqa: E402
-from npvae.model import VAEModel  # noqa: E402
-from npvae.params import ParamBuffer  # noqa: E402
+from npvae.activations import ACTIVATIONS
+from npvae.gradcheck import check_model, numerical_vjp, rel_error
+from npvae.layers import Dense
+from npvae.likelihoods import LIKELIHOODS
+from npvae.model import VAEModel
+from npvae.params import ParamBuffer
 
 
 def dense_error(act, rng):

@@ -8,36 +8,21 @@ grey), the in-painted image and the mean-image baseline. Prints MSE and BCE over
 missing pixels for both, and splits the right-half case by how much of the shape shows.
 """
 
-import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import npvae  # noqa: F401
-except ImportError:  # run from a clone without installing
-    sys.path.insert(0, str(ROOT))
+import _common
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from npvae import VAE  # noqa: E402
-from npvae.apps import half_mask, inpaint, inpaint_report, random_mask  # noqa: E402
-from npvae.datasets import load_dataset  # noqa: E402
-from npvae.plot import image_grid  # noqa: E402
+from npvae import VAE
+from npvae.apps import half_mask, inpaint, inpaint_report, random_mask
+from npvae.datasets import load_dataset
+from npvae.plot import image_grid
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--n-train", type=int, default=20000)
+    ap = _common.parser(__doc__, latent_dim=10)
     ap.add_argument("--n-iter", type=int, default=50)
-    ap.add_argument("--latent-dim", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "examples")
-    args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = _common.parse(ap, argv)
     t0 = time.perf_counter()
 
     ds = load_dataset("sprites", n_train=args.n_train, n_test=2000, seed=args.seed)
