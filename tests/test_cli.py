@@ -13,8 +13,8 @@ from matplotlib.image import imread
 
 from npvae import runs
 from npvae.cli import main
-from npvae.train import Callback
 from npvae.vae import VAE
+from tests.test_train import KillAt  # sends a signal mid-run, as Ctrl-C would
 
 TINY = ["--n-train", "256", "--n-test", "64", "--hidden", "32", "--latent-dim", "3",
         "--batch-size", "64", "--epochs", "2", "--no-progress"]  # 4 steps per epoch
@@ -147,27 +147,16 @@ def test_info(run, capsys):
 
 
 # ----------------------------------------------------------------------------- resume
-class Interrupt(Callback):
-    """Send ``sig`` (SIGINT, as Ctrl-C would) to this process after step ``at``."""
-
-    def __init__(self, at, sig=signal.SIGINT):
-        self.at, self.sig = at, sig
-
-    def on_step_end(self, trainer, step, parts):
-        if step == self.at:
-            os.kill(os.getpid(), self.sig)
-
-
 def test_sigterm_exits_143_with_a_checkpoint(tmp_path, capsys):
     out = tmp_path / "term"
-    assert train_fast(out, callbacks=[Interrupt(2, signal.SIGTERM)]) == 128 + signal.SIGTERM
+    assert train_fast(out, callbacks=[KillAt(2, signal.SIGTERM)]) == 128 + signal.SIGTERM
     assert f"npvae train --resume {out}" in capsys.readouterr().err
     assert os.path.isfile(out / "checkpoint.npz")
 
 
 def test_interrupt_then_resume_equals_straight_run(run, tmp_path, capsys):
     out = tmp_path / "cut"
-    assert train_fast(out, callbacks=[Interrupt(3)]) == 130
+    assert train_fast(out, callbacks=[KillAt(3)]) == 130
     err = capsys.readouterr().err
     assert f"npvae train --resume {out}" in err and os.path.isfile(out / "checkpoint.npz")
     assert main(["train", "--resume", str(out), "--no-progress", "--no-figures"]) == 0
