@@ -85,20 +85,23 @@ def test_kernels_are_cached_on_disk(tmp_path):
 
 
 def test_numba_pool_setting_does_not_leak_into_the_environment():
-    """npvae starts Numba's pool with OMP_WAIT_POLICY=PASSIVE and then restores the
-    environment, so OpenMP runtimes loaded later see the user's settings; a value the
-    user set is kept."""
+    """npvae starts Numba's pool with GOMP_SPINCOUNT (one pool for BLAS and kernels) or
+    OMP_WAIT_POLICY=PASSIVE (two pools) and then restores the environment, so OpenMP
+    runtimes loaded later see the user's settings; a value the user set is kept."""
     pytest.importorskip("numba")
     code = """
         import os
         from npvae.kernels import get_kernels
         assert get_kernels("numba").name == "numba"
-        print(os.environ.get("OMP_WAIT_POLICY"))
+        print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT"))
     """
     clean = {k: v for k, v in os.environ.items()
              if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, env=clean, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "None"
-    assert run(code, {"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+    for pool in ("1", "0"):
+        res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                             capture_output=True, text=True, timeout=300,
+                             env={**clean, "NPVAE_BLAS_POOL": pool})
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == "None None"
+    assert run(code, {"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE None"
+    assert run(code, {"GOMP_SPINCOUNT": "7"}) == "None 7"

@@ -7,16 +7,17 @@ with ``VAE(backend="numpy")``. If Numba cannot be imported, ``numba`` falls back
 ``numpy``. Importing this module compiles nothing: Numba compiles each kernel on its first
 call and caches the machine code on disk (``NPVAE_NUMBA_CACHE=0`` turns that off).
 
-Loading the ``numba`` backend starts Numba's thread pool with ``OMP_WAIT_POLICY=PASSIVE``
-(unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set), then puts the environment back.
-Numba's OpenMP threads then sleep when a parallel loop ends instead of spinning for
-milliseconds. A training step alternates BLAS calls, which run on OpenBLAS's own threads,
-with the parallel Adam loop; spinning OpenMP threads held the cores the next GEMMs needed
-(on 2 cores a batch-16 step took 7 ms instead of 3 ms). libgomp reads the variable once,
-when the pool starts, so this has no effect if something in the process started Numba's
-pool before (for instance ``numba.set_num_threads``); set the variable yourself then.
-Restoring the environment keeps the setting away from other OpenMP runtimes loaded later
-(PyTorch ships its own libgomp).
+Threads. A training step alternates GEMMs (NumPy's BLAS) with npvae's parallel kernels
+(Numba's OpenMP pool). With two pools on two cores, the idle threads of one spin on the core
+the other needs next. So loading the ``numba`` backend makes it one pool: when NumPy's BLAS
+is the OpenBLAS its wheel bundles, npvae hands OpenBLAS's parallel jobs to Numba's pool
+(:mod:`npvae.kernels._blas_pool`; for the whole process, ``NPVAE_BLAS_POOL=0`` turns it
+off). Otherwise Numba's pool is started with ``OMP_WAIT_POLICY=PASSIVE`` (unless
+``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set), so that its threads sleep when a loop
+ends instead of spinning for milliseconds (on 2 cores a batch-16 step took 7 ms instead of
+3 ms), and the environment is put back, away from OpenMP runtimes loaded later (PyTorch
+ships its own libgomp). libgomp reads the variable once, when the pool starts, so it has
+no effect if something started Numba's pool before (``numba.set_num_threads``, say).
 """
 
 from __future__ import annotations
@@ -59,27 +60,54 @@ def get_kernels(backend=None):
                 from npvae.kernels import _numba as module
             except ImportError:  # the fallback is free: same names, same math
                 return get_kernels("numpy")
-            _start_numba_pool()
+            pool = _start_numba_pool()
         else:
             from npvae.kernels import _reference as module
+            pool = _NoPool()
         ns = types.SimpleNamespace(**{k: getattr(module, k) for k in KERNEL_NAMES})
         ns.name = name
+        ns.blas_pool = pool
         _loaded[name] = ns
     return _loaded[name]
 
 
+class _NoPool:
+    """Stand-in for :class:`~npvae.kernels._blas_pool.BlasPool` where none is installed."""
+
+    available = active = False
+    library = None
+
+    def uninstall(self):
+        pass
+
+
 def _start_numba_pool():
-    """Start Numba's thread pool with sleeping idle threads; see the module docstring."""
+    """Start Numba's thread pool (see the module docstring); return what
+    :func:`npvae.kernels._blas_pool.install` returned."""
     import numba
 
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        numba.get_num_threads()  # the user's choice
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    from npvae.kernels._openblas import numpy_openblas
+
+    found = numpy_openblas() if os.environ.get("NPVAE_BLAS_POOL", "1") != "0" else None
+    if found or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        # one pool for BLAS and kernels: libgomp's default (spin, then sleep) is best;
+        # or the user's own choice
+        numba.get_num_threads()
+        return _blas_pool(found)
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # two pools: idle threads must sleep
     try:
         numba.get_num_threads()  # starts the pool (loads libgomp, which reads the variable)
     finally:
         del os.environ["OMP_WAIT_POLICY"]
+    return _blas_pool(found)
+
+
+def _blas_pool(found):
+    if found is None:
+        return _NoPool()
+    from npvae.kernels._blas_pool import install  # compiles (or loads) the callback
+
+    return install(found)
 
 
 def warmup(dtypes=("float32", "float64")):
