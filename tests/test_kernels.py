@@ -258,3 +258,30 @@ def test_adam_step_outer(dtype, n, n_in, n_out, seed, wd):
     for k in ("nb", "par"):
         for a, b in zip(runs[k], runs["ref"], strict=True):
             close(a, b, dtype, n_terms=n + 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(131, 513), (300, 400), (5, 20_000)])
+def test_row_parallel_twins_match_reference_and_serial(dtype, shape, monkeypatch):
+    """Logits of PARALLEL_MIN values and more go to the prange twins (row blocks); they
+    must agree with the reference, and elementwise outputs bit for bit with the serial
+    loops (the NLL is summed block by block, so only to rounding)."""
+    from npvae.kernels import _numba
+
+    rng = np.random.default_rng(5)
+    x = rng.random((shape[0] // 2 + 1, shape[1])).astype(dtype)
+    logits = (rng.standard_normal((2 * x.shape[0], shape[1])) * 30).astype(dtype)
+    assert logits.size >= _numba.PARALLEL_MIN and _numba._row_chunks(logits) > 1
+
+    def run(kern):
+        g = np.empty_like(logits)
+        return kern.bernoulli_nll(logits, x, 0.25, g), g, kern.sigmoid(logits, g.copy())
+
+    par, ref = run(NB), run(REF)
+    monkeypatch.setattr(_numba, "PARALLEL_MIN", 1 << 62)
+    ser = run(NB)
+    close(par[0], ref[0], dtype, n_terms=logits.size)
+    close(par[0], ser[0], dtype, n_terms=logits.size)
+    for i in (1, 2):
+        close(par[i], ref[i], dtype)
+        assert np.array_equal(par[i], ser[i])

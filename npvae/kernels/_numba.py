@@ -203,10 +203,19 @@ def sample_kl_backward(h, noise, dz, w, dh):
 
 
 # --------------------------------------------------------------------------- likelihoods
+ROW_CHUNKS = 8  # row blocks of a parallel loop: fixed, so sums do not depend on the threads
+
+
+def _row_chunks(y):
+    """Row blocks for the ``prange`` twin of a kernel over ``y``, or 0: stay serial."""
+    return min(y.shape[0], ROW_CHUNKS) if y.size >= PARALLEL_MIN else 0
+
+
 @njit(**_OPTS)
-def _neg_abs_logits(logits, t):
+def _neg_abs_rows(logits, t, lo, hi):
     """``t = -|l|``, or ``-inf`` past the cut so that ``exp`` gives an exact 0."""
     cut = logits.dtype.type(CUT32) if logits.itemsize == 4 else logits.dtype.type(CUT64)
+    logits, t = logits[lo:hi], t[lo:hi]
     rows, d = logits.shape
     for r in range(rows):
         for j in range(d):
@@ -214,23 +223,38 @@ def _neg_abs_logits(logits, t):
             t[r, j] = -a if a < cut else -np.inf
 
 
+@njit(parallel=True, **_OPTS)
+def _neg_abs_parallel(logits, t, chunks):
+    n = logits.shape[0]
+    for c in prange(chunks):
+        _neg_abs_rows(logits, t, c * n // chunks, (c + 1) * n // chunks)
+
+
+def _neg_abs_logits(logits, t):
+    chunks = _row_chunks(logits)
+    if chunks:
+        _neg_abs_parallel(logits, t, chunks)
+    else:
+        _neg_abs_rows(logits, t, 0, logits.shape[0])
+
+
 LOG1P_CHUNK = 512  # factors per product: 512 factors in [1, 2] stay below 2^512
 
 
 @njit(**_REDUCE)
-def _bernoulli_grad(logits, x, t, scale, dlogits):
-    """From ``t = e^{-|l|}``: write ``dlogits = scale (sigmoid(l) - x)`` and return the
-    NLL summed over everything, ``sum(max(l, 0) - x l) + sum(log1p(t))``.
+def _bernoulli_rows(logits, x, t, scale, dlogits, lo, hi):
+    """From ``t = e^{-|l|}``, for rows ``lo:hi``: write ``dlogits = scale (sigmoid(l) - x)``
+    and return their NLL, ``sum(max(l, 0) - x l) + sum(log1p(t))``.
 
     The log part is taken as ``log(prod(1 + t))`` over chunks of a row, the product in
     float64 (one ``log`` per chunk instead of one ``log1p`` per value; the product's
     relative error, about 1e-16 per factor, is far below float32's rounding)."""
     dt = logits.dtype.type
     zero, one, s = dt(0), dt(1), dt(scale)
-    rows, d = logits.shape
+    d = logits.shape[1]
     n = x.shape[0]
     total = 0.0
-    for r in range(rows):
+    for r in range(lo, hi):
         xr = x[r % n]
         row = dt(0)
         logs = 0.0
@@ -250,19 +274,36 @@ def _bernoulli_grad(logits, x, t, scale, dlogits):
     return total
 
 
+@njit(parallel=True, **_OPTS)
+def _bernoulli_parallel(logits, x, t, scale, dlogits, parts):
+    rows, chunks = logits.shape[0], parts.shape[0]
+    for c in prange(chunks):
+        parts[c] = _bernoulli_rows(logits, x, t, scale, dlogits, c * rows // chunks,
+                                   (c + 1) * rows // chunks)
+    total = 0.0
+    for c in range(chunks):  # the blocks' sums in order
+        total += parts[c]
+    return total
+
+
 def bernoulli_nll(logits, x, scale, dlogits):
     # Numba calls scalar libm for exp, ~20x slower here than NumPy's SIMD ufunc; so exp
     # is a ufunc pass into a reused buffer and the rest is fused in Numba.
     t = _buffer("t", logits.shape, logits.dtype)
     _neg_abs_logits(logits, t)
     np.exp(t, out=t)  # t = e^{-|l|}
-    return _bernoulli_grad(logits, x, t, scale, dlogits)
+    chunks = _row_chunks(logits)
+    if chunks:
+        return _bernoulli_parallel(logits, x, t, scale, dlogits,
+                                   _buffer("nll_parts", (chunks,), np.float64))
+    return _bernoulli_rows(logits, x, t, scale, dlogits, 0, logits.shape[0])
 
 
 @njit(**_OPTS)
-def _sigmoid_from_t(logits, t):
-    """In place: ``t = e^{-|l|}`` becomes ``sigmoid(l)``."""
+def _sigmoid_rows(logits, t, lo, hi):
+    """In place, rows ``lo:hi``: ``t = e^{-|l|}`` becomes ``sigmoid(l)``."""
     one, zero = logits.dtype.type(1), logits.dtype.type(0)
+    logits, t = logits[lo:hi], t[lo:hi]
     rows, d = logits.shape
     for r in range(rows):
         for j in range(d):
@@ -270,10 +311,21 @@ def _sigmoid_from_t(logits, t):
             t[r, j] = one / (one + tj) if logits[r, j] >= zero else tj / (one + tj)
 
 
+@njit(parallel=True, **_OPTS)
+def _sigmoid_parallel(logits, t, chunks):
+    n = logits.shape[0]
+    for c in prange(chunks):
+        _sigmoid_rows(logits, t, c * n // chunks, (c + 1) * n // chunks)
+
+
 def sigmoid(logits, out):
     _neg_abs_logits(logits, out)
     np.exp(out, out=out)  # NumPy's SIMD exp, as in bernoulli_nll
-    _sigmoid_from_t(logits, out)
+    chunks = _row_chunks(logits)
+    if chunks:
+        _sigmoid_parallel(logits, out, chunks)
+    else:
+        _sigmoid_rows(logits, out, 0, logits.shape[0])
     return out
 
 
