@@ -13,8 +13,8 @@ temporaries. How the loops are kept fast:
   finiteness checks downstream keep working.
 * Large buffers go to a ``prange`` twin of the loop (each thread writes its own
   elements); small ones stay serial, where a thread launch costs more than it saves.
-* Numba's OpenMP threads sleep rather than spin once a parallel loop ends (see
-  :mod:`npvae.kernels`, which starts the pool with ``OMP_WAIT_POLICY=PASSIVE``).
+* Numba's pool also runs NumPy's OpenBLAS jobs, so GEMMs and these loops never compete
+  for the cores (see :mod:`npvae.kernels` and :mod:`npvae.kernels._blas_pool`).
 
 Compilation is lazy (nothing compiles at import) and cached on disk unless
 ``NPVAE_NUMBA_CACHE=0``.
