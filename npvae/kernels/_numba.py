@@ -178,7 +178,7 @@ def _sample_kl_backward(h, std, noise, dz, w, dh):
                 dlv[j] += g[j] * e[j] * half * _sd(h, std, i, j, zdim)
 
 
-STD_NUMPY_MIN = 1024  # elements; below, the kernels take exp themselves
+STD_NUMPY_MIN = 4096  # values; below, the kernels take exp themselves (cold-cache crossover)
 
 
 def _std(h):
