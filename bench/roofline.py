@@ -173,7 +173,7 @@ def _numba_kernels():
 
         from npvae.kernels import get_kernels
 
-        get_kernels("numba")  # Numba's pool started as npvae starts it (idle threads sleep)
+        get_kernels("numba")  # Numba's pool started as npvae starts it (BLAS jobs on it)
     except ImportError:
         _NUMBA["k"] = None
         return None

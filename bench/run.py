@@ -222,7 +222,7 @@ def main(argv=None):
 
     from npvae.kernels import get_kernels
 
-    get_kernels("numba")  # starts Numba's pool as npvae does (idle threads sleep)
+    get_kernels("numba")  # starts Numba's pool as npvae does (BLAS jobs on it)
 
     # this process measures the roofline's GEMMs and bandwidth at the same thread count
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
