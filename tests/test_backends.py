@@ -105,3 +105,18 @@ def test_numba_pool_setting_does_not_leak_into_the_environment():
         assert res.stdout.strip() == "None None"
     assert run(code, {"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE None"
     assert run(code, {"GOMP_SPINCOUNT": "7"}) == "None 7"
+
+
+def test_warmup_compiles_every_kernel():
+    """After warmup() in a fresh process no Numba kernel is left to compile on first use,
+    the prange twins (taken only for large buffers) included."""
+    pytest.importorskip("numba")
+    out = run("""
+        import numba
+        from npvae.kernels import _numba, warmup
+        warmup()
+        print([name for name, f in vars(_numba).items()
+               if isinstance(f, numba.core.registry.CPUDispatcher)
+               and f.targetoptions.get("inline") != "always" and not f.signatures])
+    """, {"NUMBA_NUM_THREADS": "2"})
+    assert out == "[]"

@@ -128,6 +128,8 @@ def warmup(dtypes=("float32", "float64")):
 
     import numpy as np
 
+    from npvae.kernels._numba import PARALLEL_MIN
+
     k = get_kernels("numba")
     start = time.perf_counter()
     for dt in dtypes:
@@ -150,4 +152,14 @@ def warmup(dtypes=("float32", "float64")):
         w = np.zeros((2, 4), dtype=dt)
         k.adam_step_outer(w, a, a, w.copy(), w.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0)
         k.sum_squares(p)
+        # the prange twins, taken from PARALLEL_MIN values (Adam's only with 2+ threads)
+        big = np.zeros((8, PARALLEL_MIN // 8), dtype=dt)
+        k.bernoulli_nll(big, big, 1.0, big.copy())
+        k.sigmoid(big, big.copy())
+        p = big.ravel()
+        k.adam_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0, 1.0)
+        w = big.reshape(256, -1)
+        row = np.zeros((1, 256), dtype=dt)
+        k.adam_step_outer(w, row, np.zeros((1, w.shape[1]), dtype=dt), w.copy(), w.copy(),
+                          1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0)
     return time.perf_counter() - start

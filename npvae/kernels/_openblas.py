@@ -10,7 +10,7 @@ import numpy as np
 
 
 def numpy_openblas():
-    """``(library, setter, get_num_threads)`` of the OpenBLAS bundled with NumPy, or None.
+    """``(library, setter)`` of the OpenBLAS bundled with NumPy, or None.
 
     The library is found among the files this process has mapped (``/proc/self/maps``)
     under NumPy's ``numpy.libs`` folder; the setter's name carries the build's symbol
@@ -33,9 +33,7 @@ def numpy_openblas():
             if hasattr(lib, name):
                 setter = getattr(lib, name)
                 setter.argtypes, setter.restype = [ctypes.c_void_p], None
-                getter = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
-                getter.argtypes, getter.restype = [], ctypes.c_int
-                return lib, setter, getter
+                return lib, setter
     return None
 
 
