@@ -76,13 +76,18 @@ def test_sample_kl_and_backward(dtype, n, z, reps, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [1, 300])  # 300 x 20 latents take the NumPy-exp path
-def test_sample_kl_both_std_paths(dtype, n):
-    """1 x 20 latents take the scalar-exp loop, 300 x 20 NumPy's exp."""
+@pytest.mark.parametrize("n", [1, 300])
+def test_kernels_without_numpys_exp_loop(dtype, n, monkeypatch):
+    """Where NumPy offers no exp loop the kernels take Numba's scalar exp: they must still
+    agree with the reference, small and large (prange) alike."""
     from npvae.kernels import _numba
+    from npvae.kernels._ufunc_loop import NO_LOOP
 
-    assert (n * 20 >= _numba.STD_NUMPY_MIN) == (n == 300)
+    assert _numba._exp_loop(dtype) != NO_LOOP  # else the tests above cover only the fallback
+    monkeypatch.setattr(_numba, "_exp_loop", lambda dtype: NO_LOOP)
     test_sample_kl_and_backward.hypothesis.inner_test(dtype, n, 20, 2, 7)
+    test_bernoulli_nll.hypothesis.inner_test(dtype, n, 784, 1, 7, 30.0)
+    test_sigmoid.hypothesis.inner_test(dtype, n, 784, 7, 30.0)
 
 
 def test_sample_kl_writes_into_a_strided_view():

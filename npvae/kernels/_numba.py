@@ -11,6 +11,9 @@ temporaries. How the loops are kept fast:
 * Kernels with a floating-point reduction may reassociate it (``fastmath={"reassoc"}``),
   which lets the sum vectorise; no flag that assumes away NaN or inf is ever set, so the
   finiteness checks downstream keep working.
+* ``exp`` is NumPy's own SIMD loop, called from inside the kernels on the rows they work
+  on (:mod:`npvae.kernels._ufunc_loop`); Numba's ``np.exp`` is a scalar libm call, about
+  20x slower per value.
 * Large buffers go to a ``prange`` twin of the loop (each thread writes its own
   elements); small ones stay serial, where a thread launch costs more than it saves.
 * Numba's pool also runs NumPy's OpenBLAS jobs, so GEMMs and these loops never compete
@@ -27,6 +30,8 @@ import threading
 
 import numpy as np
 from numba import get_num_threads, njit, prange
+
+from npvae.kernels._ufunc_loop import call_unary, unary_loop
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
 _OPTS = dict(cache=_CACHE, nogil=True, error_model="numpy")
@@ -115,6 +120,36 @@ def act_backward(dy, y, code, param, db):
                 db[j] += g
 
 
+# ------------------------------------------------------------------------------------ exp
+_exp_loops = {}
+
+
+def _exp_loop(dtype):
+    """NumPy's SIMD ``exp`` loop for ``dtype``, for :func:`_exp_rows` (or ``NO_LOOP``)."""
+    loop = _exp_loops.get(dtype)  # a dict lookup: unary_loop's own key costs 3 us a call
+    if loop is None:
+        loop = _exp_loops[dtype] = unary_loop(np.exp, dtype)
+    return loop
+
+
+@inline
+def _exp_rows(loop, a, lo, hi):
+    """``a[lo:hi] = exp(a[lo:hi])`` in place, through NumPy's loop ``loop`` (see
+    :mod:`npvae.kernels._ufunc_loop`), or Numba's scalar exp if ``loop`` is ``NO_LOOP``."""
+    if loop[0] != 0:
+        if a.flags.c_contiguous:  # the rows are one run of memory: one call
+            block = a[lo:hi]
+            call_unary(loop, block.ctypes.data, block.ctypes.data, block.size, a.itemsize)
+        else:
+            for r in range(lo, hi):
+                row = a[r]
+                call_unary(loop, row.ctypes.data, row.ctypes.data, row.size, row.strides[0])
+    else:
+        for r in range(lo, hi):
+            for j in range(a.shape[1]):
+                a[r, j] = np.exp(a[r, j])
+
+
 # ------------------------------------------------------------ reparameterisation and KL
 _scratch = threading.local()
 
@@ -130,76 +165,69 @@ def _buffer(key, shape, dtype):
 
 # Each kernel runs the sample loop and the per-(i, j) loop separately: a store into z
 # inside the KL accumulation made the combined loop 8x slower (measured at 512 x 20).
-# ``std`` is exp(logvar / 2) from _std, or an empty array: then the kernel takes the exp.
+# Both take std = exp(logvar / 2), filled first by _fill_std.
 @inline
-def _sd(h, std, i, j, zdim):
-    if std.shape[0] == 0:
-        return np.exp(h.dtype.type(0.5) * h[i, zdim + j])
-    return std[i, j]
+def _fill_std(loop, h, std):
+    half = h.dtype.type(0.5)
+    n, zdim = std.shape
+    for i in range(n):
+        for j in range(zdim):
+            std[i, j] = half * h[i, zdim + j]
+    _exp_rows(loop, std, 0, n)  # an infinite std gives an infinite loss, reported there
 
 
 @njit(**_OPTS)
-def _sample_kl(h, std, noise, z, kl_col):
+def _sample_kl(loop, h, std, noise, z, kl_col):
     dt = h.dtype.type
     half, one = dt(0.5), dt(1)
     n = h.shape[0]
     zdim = h.shape[1] // 2
     reps = noise.shape[0] // n
+    _fill_std(loop, h, std)
     for r in range(reps):
         for i in range(n):
             for j in range(zdim):
-                z[r * n + i, j] = h[i, j] + _sd(h, std, i, j, zdim) * noise[r * n + i, j]
+                z[r * n + i, j] = h[i, j] + std[i, j] * noise[r * n + i, j]
     for j in range(zdim):
         kl_col[j] = 0
     for i in range(n):
         for j in range(zdim):
-            mu, sd = h[i, j], _sd(h, std, i, j, zdim)
+            mu, sd = h[i, j], std[i, j]
             kl_col[j] += half * (mu * mu + sd * sd - one - h[i, zdim + j])
 
 
 @njit(**_OPTS)
-def _sample_kl_backward(h, std, noise, dz, w, dh):
+def _sample_kl_backward(loop, h, std, noise, dz, w, dh):
     dt = h.dtype.type
     half, one = dt(0.5), dt(1)
     n = h.shape[0]
     zdim = h.shape[1] // 2
     reps = noise.shape[0] // n
+    _fill_std(loop, h, std)
     for i in range(n):  # the KL's share, then each sample's
         for j in range(zdim):
-            sd = _sd(h, std, i, j, zdim)
+            sd = std[i, j]
             dh[i, j] = w[j] * h[i, j]
             dh[i, zdim + j] = w[j] * half * (sd * sd - one)
     for r in range(reps):
         for i in range(n):
-            g, e = dz[r * n + i], noise[r * n + i]  # row views
+            g, e, sd = dz[r * n + i], noise[r * n + i], std[i]  # row views
             dmu, dlv = dh[i, :zdim], dh[i, zdim:]
             for j in range(zdim):
                 dmu[j] += g[j]
-                dlv[j] += g[j] * e[j] * half * _sd(h, std, i, j, zdim)
+                dlv[j] += g[j] * e[j] * half * sd[j]
 
 
-STD_NUMPY_MIN = 4096  # values; below, the kernels take exp themselves (cold-cache crossover)
-
-
-def _std(h):
-    """``exp(logvar / 2)`` for the sampling kernels: for large batches through NumPy's
-    SIMD ``exp`` (Numba's is scalar libm) into a reused buffer; for small ones an empty
-    array, which tells the kernel to compute it (two ufunc calls cost more there)."""
-    zdim = h.shape[1] // 2
-    if h.shape[0] * zdim < STD_NUMPY_MIN:
-        return _buffer("std0", (0, zdim), h.dtype)
-    std = _buffer("std", (h.shape[0], zdim), h.dtype)
-    np.multiply(h[:, zdim:], 0.5, out=std)
-    with np.errstate(over="ignore"):  # an infinite std gives an infinite loss, reported there
-        return np.exp(std, out=std)
+def _std_buffer(h):
+    return _buffer("std", (h.shape[0], h.shape[1] // 2), h.dtype)
 
 
 def sample_kl(h, noise, z, kl_col):
-    _sample_kl(h, _std(h), noise, z, kl_col)
+    _sample_kl(_exp_loop(h.dtype), h, _std_buffer(h), noise, z, kl_col)
 
 
 def sample_kl_backward(h, noise, dz, w, dh):
-    _sample_kl_backward(h, _std(h), noise, dz, w, dh)
+    _sample_kl_backward(_exp_loop(h.dtype), h, _std_buffer(h), noise, dz, w, dh)
 
 
 # --------------------------------------------------------------------------- likelihoods
@@ -211,44 +239,30 @@ def _row_chunks(y):
     return min(y.shape[0], ROW_CHUNKS) if y.size >= PARALLEL_MIN else 0
 
 
-@njit(**_OPTS)
-def _neg_abs_rows(logits, t, lo, hi):
-    """``t = -|l|``, or ``-inf`` past the cut so that ``exp`` gives an exact 0."""
+@inline
+def _exp_neg_abs(loop, logits, t, lo, hi):
+    """Rows ``lo:hi`` of ``t = e^{-|l|}``, exactly 0 past the cut (no subnormals)."""
     cut = logits.dtype.type(CUT32) if logits.itemsize == 4 else logits.dtype.type(CUT64)
-    logits, t = logits[lo:hi], t[lo:hi]
-    rows, d = logits.shape
-    for r in range(rows):
+    d = logits.shape[1]
+    for r in range(lo, hi):
         for j in range(d):
             a = abs(logits[r, j])
             t[r, j] = -a if a < cut else -np.inf
-
-
-@njit(parallel=True, **_OPTS)
-def _neg_abs_parallel(logits, t, chunks):
-    n = logits.shape[0]
-    for c in prange(chunks):
-        _neg_abs_rows(logits, t, c * n // chunks, (c + 1) * n // chunks)
-
-
-def _neg_abs_logits(logits, t):
-    chunks = _row_chunks(logits)
-    if chunks:
-        _neg_abs_parallel(logits, t, chunks)
-    else:
-        _neg_abs_rows(logits, t, 0, logits.shape[0])
+    _exp_rows(loop, t, lo, hi)
 
 
 LOG1P_CHUNK = 512  # factors per product: 512 factors in [1, 2] stay below 2^512
 
 
 @njit(**_REDUCE)
-def _bernoulli_rows(logits, x, t, scale, dlogits, lo, hi):
-    """From ``t = e^{-|l|}``, for rows ``lo:hi``: write ``dlogits = scale (sigmoid(l) - x)``
-    and return their NLL, ``sum(max(l, 0) - x l) + sum(log1p(t))``.
+def _bernoulli_rows(loop, logits, x, t, scale, dlogits, lo, hi):
+    """For rows ``lo:hi``: write ``dlogits = scale (sigmoid(l) - x)`` and return their
+    NLL, ``sum(max(l, 0) - x l) + sum(log1p(t))`` with ``t = e^{-|l|}``.
 
     The log part is taken as ``log(prod(1 + t))`` over chunks of a row, the product in
     float64 (one ``log`` per chunk instead of one ``log1p`` per value; the product's
     relative error, about 1e-16 per factor, is far below float32's rounding)."""
+    _exp_neg_abs(loop, logits, t, lo, hi)  # the block stays in cache for the loop below
     dt = logits.dtype.type
     zero, one, s = dt(0), dt(1), dt(scale)
     d = logits.shape[1]
@@ -275,10 +289,10 @@ def _bernoulli_rows(logits, x, t, scale, dlogits, lo, hi):
 
 
 @njit(parallel=True, **_OPTS)
-def _bernoulli_parallel(logits, x, t, scale, dlogits, parts):
+def _bernoulli_parallel(loop, logits, x, t, scale, dlogits, parts):
     rows, chunks = logits.shape[0], parts.shape[0]
     for c in prange(chunks):
-        parts[c] = _bernoulli_rows(logits, x, t, scale, dlogits, c * rows // chunks,
+        parts[c] = _bernoulli_rows(loop, logits, x, t, scale, dlogits, c * rows // chunks,
                                    (c + 1) * rows // chunks)
     total = 0.0
     for c in range(chunks):  # the blocks' sums in order
@@ -287,45 +301,40 @@ def _bernoulli_parallel(logits, x, t, scale, dlogits, parts):
 
 
 def bernoulli_nll(logits, x, scale, dlogits):
-    # Numba calls scalar libm for exp, ~20x slower here than NumPy's SIMD ufunc; so exp
-    # is a ufunc pass into a reused buffer and the rest is fused in Numba.
+    loop = _exp_loop(logits.dtype)
     t = _buffer("t", logits.shape, logits.dtype)
-    _neg_abs_logits(logits, t)
-    np.exp(t, out=t)  # t = e^{-|l|}
     chunks = _row_chunks(logits)
     if chunks:
-        return _bernoulli_parallel(logits, x, t, scale, dlogits,
+        return _bernoulli_parallel(loop, logits, x, t, scale, dlogits,
                                    _buffer("nll_parts", (chunks,), np.float64))
-    return _bernoulli_rows(logits, x, t, scale, dlogits, 0, logits.shape[0])
+    return _bernoulli_rows(loop, logits, x, t, scale, dlogits, 0, logits.shape[0])
 
 
 @njit(**_OPTS)
-def _sigmoid_rows(logits, t, lo, hi):
-    """In place, rows ``lo:hi``: ``t = e^{-|l|}`` becomes ``sigmoid(l)``."""
+def _sigmoid_rows(loop, logits, out, lo, hi):
+    """Rows ``lo:hi`` of ``out = sigmoid(logits)``, from ``t = e^{-|l|}`` written there."""
+    _exp_neg_abs(loop, logits, out, lo, hi)
     one, zero = logits.dtype.type(1), logits.dtype.type(0)
-    logits, t = logits[lo:hi], t[lo:hi]
-    rows, d = logits.shape
-    for r in range(rows):
-        for j in range(d):
-            tj = t[r, j]
-            t[r, j] = one / (one + tj) if logits[r, j] >= zero else tj / (one + tj)
+    for r in range(lo, hi):
+        for j in range(logits.shape[1]):
+            tj = out[r, j]
+            out[r, j] = one / (one + tj) if logits[r, j] >= zero else tj / (one + tj)
 
 
 @njit(parallel=True, **_OPTS)
-def _sigmoid_parallel(logits, t, chunks):
+def _sigmoid_parallel(loop, logits, out, chunks):
     n = logits.shape[0]
     for c in prange(chunks):
-        _sigmoid_rows(logits, t, c * n // chunks, (c + 1) * n // chunks)
+        _sigmoid_rows(loop, logits, out, c * n // chunks, (c + 1) * n // chunks)
 
 
 def sigmoid(logits, out):
-    _neg_abs_logits(logits, out)
-    np.exp(out, out=out)  # NumPy's SIMD exp, as in bernoulli_nll
+    loop = _exp_loop(logits.dtype)
     chunks = _row_chunks(logits)
     if chunks:
-        _sigmoid_parallel(logits, out, chunks)
+        _sigmoid_parallel(loop, logits, out, chunks)
     else:
-        _sigmoid_rows(logits, out, 0, logits.shape[0])
+        _sigmoid_rows(loop, logits, out, 0, logits.shape[0])
     return out
 
 
