@@ -79,3 +79,16 @@ class OtherCapsule:
 @pytest.mark.parametrize("ufunc", [NoLoopAPI(), OtherCapsule()])
 def test_no_loop_when_numpy_does_not_offer_it(ufunc):
     assert _ufunc_loop.unary_loop(ufunc, np.float32) == _ufunc_loop.NO_LOOP
+
+
+def test_overflow_inside_a_kernel_leaves_no_error_for_later_numpy_calls():
+    """The loop may set the CPU's overflow flag (NumPy checks it only around its own
+    calls); later NumPy calls must not report it as theirs."""
+    from npvae.kernels import get_kernels
+
+    h = np.full((4, 4), 400.0, np.float32)  # logvar 400: std = e^200, inf in float32
+    z, kl = np.empty((4, 2), np.float32), np.empty(2, np.float32)
+    get_kernels("numba").sample_kl(h, np.ones((4, 2), np.float32), z, kl)
+    assert np.all(np.isinf(z)) and np.all(np.isinf(kl))
+    with np.errstate(all="raise"):
+        np.testing.assert_array_equal(np.ones(64, np.float32) * 2, 2.0)
