@@ -163,8 +163,29 @@ def time_batch(workers, n, args, rng):
         w.call("batch", data)
     kw = dict(n_windows=args.windows, min_window_s=args.window_s, warmup_s=0.3,
               max_foreign=args.max_foreign, pause_s=0.15)
-    return tuple(common.time_interleaved({k: w.case(kind, n) for k, w in workers.items()}, **kw)
-                 for kind in ("train", "infer"))
+    cases = {k: w.case("train", n) for k, w in workers.items()}
+    gemm_windows = []
+    cases["roofline"] = roofline_case(n, args.threads, gemm_windows)
+    train = common.time_interleaved(cases, **kw)
+    roof = train.pop("roofline")
+    roof["gemm_exact_s"] = gemm_windows
+    infer = common.time_interleaved({k: w.case("infer", n) for k, w in workers.items()}, **kw)
+    return train, infer, roof
+
+
+def roofline_case(n, threads, gemm_windows):
+    """The roofline as one more case in the training rotation. Each of its windows measures
+    the step's GEMMs again (``roofline.measure_gemm_shapes``), so that the bound comes from
+    the same minutes as npvae's windows: this VM has fast and slow stretches, and a bound
+    measured once, before or after, made the roofline fraction swing with them. Its
+    "rate" is ``n / (GEMMs + Adam's bytes / bandwidth)`` samples/s."""
+    def window(min_s):
+        adam_s = roofline.roofline_step_time(n, threads)["adam_s"]  # bandwidth: cached
+        gm = roofline.measure_gemm_shapes(n, threads)
+        gemm_windows.append(gm["time_s"])
+        return 1, gm["time_s"] + adam_s, gm["foreign_cores"]
+
+    return {"items": n, "warm": lambda calls, secs: None, "window": window}
 
 
 def table(results, peers):
@@ -250,8 +271,12 @@ def run(args, cpus, rng, workers, notes):
     results = []
     for n in args.batch:
         t0 = time.perf_counter()
-        train, infer = time_batch(workers, n, args, rng)
+        train, infer, roof_windows = time_batch(workers, n, args, rng)
         roof = roofline.roofline_step_time(n, args.threads)
+        gemm_s = float(np.median(roof_windows["gemm_exact_s"]))  # the windows' median
+        roof.update(gemm_exact_s=gemm_s, gemm_exact_gflops=roof["gemm_flops"] / gemm_s / 1e9,
+                    step_time_s=n / roof_windows["median"],
+                    samples_per_s=roof_windows["median"], windows=roof_windows)
         x = (rng.random((n, 784)) < 0.5).astype(np.float32)
         noise = rng.standard_normal((1, n, 20)).astype(np.float32)
         alloc = workers["npvae"].call("alloc", x, noise)
