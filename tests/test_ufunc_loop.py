@@ -92,3 +92,26 @@ def test_overflow_inside_a_kernel_leaves_no_error_for_later_numpy_calls():
     assert np.all(np.isinf(z)) and np.all(np.isinf(kl))
     with np.errstate(all="raise"):
         np.testing.assert_array_equal(np.ones(64, np.float32) * 2, 2.0)
+
+
+def test_strided_rows_do_not_grow_the_stack():
+    """One loop call per strided row: its argument arrays live in the kernel's entry block.
+    Allocated at each call instead, 3 million rows would overflow the stack (a crash, so
+    this runs in a subprocess)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from numba import njit\n"
+        "from npvae.kernels import _numba, _ufunc_loop\n"
+        "@njit\n"
+        "def exp_rows(loop, a):\n"
+        "    _numba._exp_rows(loop, a, 0, a.shape[0])\n"
+        "wide = np.zeros((3_000_000, 2), np.float32)\n"
+        "exp_rows(_ufunc_loop.unary_loop(np.exp, np.float32), wide[:, :1])\n"
+        "assert np.all(wide[:, 0] == 1) and np.all(wide[:, 1] == 0)\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -27,6 +27,7 @@ import ctypes
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 NO_LOOP = (0, 0, 0)
@@ -47,7 +48,7 @@ def unary_loop(ufunc, dtype):
 def _find(ufunc, dt):
     try:
         _, info = ufunc._resolve_dtypes_and_context((dt, dt))
-        ufunc._get_strided_loop(info, fixed_strides=(dt.itemsize, dt.itemsize))
+        ufunc._get_strided_loop(info)  # no fixed strides: strided rows are called too
         get = ctypes.pythonapi.PyCapsule_GetPointer
         get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
         base = get(info, _CAPSULE)  # raises ValueError if the layout's name changed
@@ -70,9 +71,11 @@ def call_unary(typingctx, loop, src, dst, n, stride):
         triple, src_, dst_, n_, stride_ = args
         i32, i64, i8p = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
         fn_, ctx_, aux_ = (builder.extract_value(triple, i) for i in range(3))
-        data = builder.alloca(i8p, size=ir.Constant(i32, 2))
-        dims = builder.alloca(i64, size=ir.Constant(i32, 1))
-        strides = builder.alloca(i64, size=ir.Constant(i32, 2))
+        # in the function's entry block: an alloca inside a loop would grow the stack
+        # with every call (one call per row for strided rows)
+        data = cgutils.alloca_once(builder, i8p, size=2)
+        dims = cgutils.alloca_once(builder, i64, size=1)
+        strides = cgutils.alloca_once(builder, i64, size=2)
         builder.store(builder.inttoptr(src_, i8p), data)
         builder.store(builder.inttoptr(dst_, i8p), builder.gep(data, [ir.Constant(i32, 1)]))
         builder.store(n_, dims)
