@@ -48,7 +48,7 @@ def test_exp_loop_matches_numpy_bit_for_bit(dtype, rows, cols, seed, scale, stri
 def test_loop_is_found_once_and_outlives_garbage_collection():
     loop = _ufunc_loop.unary_loop(np.exp, np.float32)
     gc.collect()
-    assert _ufunc_loop.unary_loop(np.exp, "float32") is loop
+    assert _ufunc_loop.unary_loop(np.exp, np.float32) is loop
     a = np.linspace(-5, 5, 33, dtype=np.float32).reshape(3, 11)
     want = np.exp(a)
     exp_rows(loop, a)

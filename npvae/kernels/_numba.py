@@ -121,15 +121,9 @@ def act_backward(dy, y, code, param, db):
 
 
 # ------------------------------------------------------------------------------------ exp
-_exp_loops = {}
-
-
 def _exp_loop(dtype):
     """NumPy's SIMD ``exp`` loop for ``dtype``, for :func:`_exp_rows` (or ``NO_LOOP``)."""
-    loop = _exp_loops.get(dtype)  # a dict lookup: unary_loop's own key costs 3 us a call
-    if loop is None:
-        loop = _exp_loops[dtype] = unary_loop(np.exp, dtype)
-    return loop
+    return unary_loop(np.exp, dtype)
 
 
 @inline

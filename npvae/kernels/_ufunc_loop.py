@@ -32,17 +32,16 @@ from numba.extending import intrinsic
 
 NO_LOOP = (0, 0, 0)
 _CAPSULE = b"numpy_1.24_ufunc_call_info"
-_found = {}  # (ufunc name, dtype) -> (loop triple, capsule kept alive: it owns auxdata)
+_found = {}  # (ufunc, dtype as given) -> (loop triple, capsule kept alive: owns auxdata)
 
 
 def unary_loop(ufunc, dtype):
-    """``(loop, context, auxdata)`` addresses of NumPy's contiguous loop of ``ufunc`` for
-    ``dtype``, or :data:`NO_LOOP` if NumPy does not offer it."""
-    dt = np.dtype(dtype)
-    key = (ufunc.__name__, dt.str)
-    if key not in _found:
-        _found[key] = _find(ufunc, dt)
-    return _found[key][0]
+    """``(loop, context, auxdata)`` addresses of NumPy's loop of ``ufunc`` for ``dtype``,
+    or :data:`NO_LOOP` if NumPy does not offer it. Cached: kernels ask on every call."""
+    found = _found.get((ufunc, dtype))
+    if found is None:
+        found = _found[(ufunc, dtype)] = _find(ufunc, np.dtype(dtype))
+    return found[0]
 
 
 def _find(ufunc, dt):
