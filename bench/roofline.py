@@ -17,13 +17,14 @@ Adam:             reads p, g, m, v and writes p, m, v: 7 · n_params · itemsize
 What is measured (medians of repeats, all in this process, NumPy's BLAS limited to ``threads``
 with threadpoolctl):
 
-* GEMM rate on the exact shapes: each of the 11 GEMMs is run with ``np.matmul(a, b, out=c)``
-  and with ``np.dot(a, b, out=c)`` on operands in the layouts a hand-written backward uses
-  (transposed *views* for Xᵀ and Wᵀ, so BLAS gets the transpose flags); per GEMM the faster
-  of the two is kept (np.matmul does not hand inner-dimension-1 products, i.e. batch-1 weight
+* GEMM rate on the exact shapes: each of the 11 GEMMs is run with ``np.matmul(a, b, out=c)``,
+  with ``np.dot(a, b, out=c)`` and, when npvae uses MKL (the ``mkl`` wheel is installed),
+  with npvae's MKL GEMM, on operands in the layouts a hand-written backward uses
+  (transposed *views* for Xᵀ and Wᵀ, so BLAS gets the transpose flags); per GEMM the fastest
+  is kept (np.matmul does not hand inner-dimension-1 products, i.e. batch-1 weight
   gradients, to BLAS).  Time = Σ of the 11 medians; rate = step_flops / that time.
-* GEMM rate on a large square GEMM (2048³, ``np.matmul``): the machine's practical float32
-  peak through NumPy; ``step_flops / square_rate`` is the ideal GEMM time.
+* GEMM rate on a large square GEMM (2048³, ``np.matmul``, and MKL's when used): the
+  machine's practical float32 peak; ``step_flops / square_rate`` is the ideal GEMM time.
 * Memory bandwidth over a buffer the size of Adam's working set (4 · n_params float32):
   ``np.add(a, b, out=a)`` (read 2, write 1; single-threaded: NumPy ufuncs are), ``np.copyto``
   (read 1, write 1) and, when Numba is available, a parallel Numba loop with exactly Adam's
@@ -123,11 +124,26 @@ def _operands(g, rng):
     return a, b, c
 
 
+def mkl_matmul(threads):
+    """npvae's MKL GEMM (``npvae.kernels._gemm``), split over ``threads`` of Numba's, if
+    npvae uses MKL here; else None."""
+    from npvae.kernels import gemm_info, get_kernels
+
+    if gemm_info("numba")["provider"] != "mkl":
+        return None
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return get_kernels("numba").matmul
+
+
 def measure_gemm_shapes(n: int, threads: int, n_samples: int = 1, repeats: int = 7,
                         min_time: float = 0.005) -> dict:
-    """Median time of each GEMM of the step with np.matmul and np.dot; see the module doc."""
+    """Median time of each GEMM of the step with np.matmul, np.dot and (if npvae uses it)
+    MKL; see the module doc."""
     rng = np.random.default_rng(0)
     rows = []
+    mkl = mkl_matmul(threads)
     snap = common.cpu_snapshot()
     with _limits(threads):
         for g in step_gemms(n, n_samples):
@@ -136,9 +152,11 @@ def measure_gemm_shapes(n: int, threads: int, n_samples: int = 1, repeats: int =
                                       min_time)
             t_dot = common.median_time(lambda a=a, b=b, c=c: np.dot(a, b, out=c), repeats,
                                        min_time)
-            best = min(t_mm, t_dot)
-            rows.append(dict(g, t_matmul=t_mm, t_dot=t_dot, t_best=best,
-                             gflops_best=g["flops"] / best / 1e9))
+            t_mkl = float("inf") if mkl is None else common.median_time(
+                lambda a=a, b=b, c=c: mkl(a, b, c), repeats, min_time)
+            best = min(t_mm, t_dot, t_mkl)
+            rows.append(dict(g, t_matmul=t_mm, t_dot=t_dot, t_mkl=t_mkl if mkl else None,
+                             t_best=best, gflops_best=g["flops"] / best / 1e9))
     total_t = sum(r["t_best"] for r in rows)
     flops = sum(r["flops"] for r in rows)
     return dict(batch=n, threads=threads, gemms=rows, time_s=total_t,
@@ -148,15 +166,20 @@ def measure_gemm_shapes(n: int, threads: int, n_samples: int = 1, repeats: int =
 
 
 def measure_square(threads: int, size: int = 2048, repeats: int = 5) -> dict:
-    """float32 rate (GFLOP/s) of np.matmul on size×size×size."""
+    """float32 rate (GFLOP/s) on size×size×size: the faster of np.matmul and (if npvae uses
+    it) MKL."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size)).astype(np.float32)
     b = rng.standard_normal((size, size)).astype(np.float32)
     c = np.empty_like(a)
+    mkl = mkl_matmul(threads)
     snap = common.cpu_snapshot()
     with _limits(threads):
         np.matmul(a, b, out=c)
         t = common.median_time(lambda: np.matmul(a, b, out=c), repeats, min_time=0.05)
+        if mkl is not None:
+            mkl(a, b, c)
+            t = min(t, common.median_time(lambda: mkl(a, b, c), repeats, min_time=0.05))
     return dict(size=size, threads=threads, time_s=t, gflops=2 * size**3 / t / 1e9,
                 foreign_cores=common.foreign_cores(snap, common.cpu_snapshot()))
 

@@ -53,7 +53,8 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="3 windows of 0.25 s, no torch.compile: about a minute")
     ap.add_argument("--skip", nargs="*", default=[],
-                    help="peers to leave out: torch-eager torch-fused torch-compile jax numpy")
+                    help="peers to leave out: torch-eager torch-fused torch-compile jax numpy "
+                         "npvae-openblas")
     ap.add_argument("--max-foreign", type=float, default=0.3,
                     help="redo a window during which other processes kept more than this "
                          "many cores busy (default 0.3; the machine is shared)")
@@ -67,15 +68,23 @@ def parse_args(argv=None):
 
 
 # --------------------------------------------------------------------------------- cases
-CASES = ("npvae", "numpy-ref", "torch-eager", "torch-fused", "torch-compile", "jax-jit")
+CASES = ("npvae", "npvae-openblas", "numpy-ref", "torch-eager", "torch-fused", "torch-compile",
+         "jax-jit")
+# npvae-openblas: npvae with its GEMMs on NumPy's BLAS (NPVAE_GEMM=numpy), run only when the
+# npvae case uses MKL, so that the table shows what MKL buys
+CASE_ENV = {"npvae-openblas": {"NPVAE_GEMM": "numpy"}}
 
 
 def make_cases(weights, threads, skip):
     """Start one worker process per case that can run here; a case that cannot is a note."""
+    from npvae.kernels import gemm_info
+
     wanted = [c for c in CASES if c not in skip
               and not (c == "numpy-ref" and "numpy" in skip)
               and not (c == "jax-jit" and "jax" in skip)]
     notes = {}
+    if "npvae-openblas" in wanted and gemm_info("numba")["provider"] != "mkl":
+        wanted.remove("npvae-openblas")  # npvae itself runs on NumPy's BLAS
     if not torch_vae.available():
         notes["torch"] = f"not installed ({torch_vae.why_unavailable()})"
         wanted = [c for c in wanted if not c.startswith("torch-")]
@@ -85,7 +94,7 @@ def make_cases(weights, threads, skip):
     workers = {}
     for key in wanted:
         try:
-            workers[key] = Worker(key, weights, threads, env=OMP_ENV)
+            workers[key] = Worker(key, weights, threads, env={**OMP_ENV, **CASE_ENV.get(key, {})})
         except Exception as e:  # a peer that cannot run here is reported, not fatal
             if key == "npvae":
                 raise
@@ -139,11 +148,15 @@ print(json.dumps({"import_s": t1 - t0, "first_step_s": t2 - t1}))  # model build
 
 
 def blas_pool_status():
-    from npvae.kernels import get_kernels
+    from npvae.kernels import gemm_info, get_kernels
 
     pool = get_kernels("numba").blas_pool
-    return ("NumPy's OpenBLAS runs its jobs on Numba's thread pool" if pool.active else
-            "NumPy's OpenBLAS uses its own threads (npvae's BLAS pool is off or unavailable)")
+    gemm = gemm_info("numba")
+    gemm = (f"npvae's GEMMs: {gemm['detail']}" if gemm["provider"] == "mkl" else
+            f"npvae's GEMMs: NumPy's BLAS (MKL not used: {gemm['why']})")
+    return gemm + "; " + (
+        "NumPy's OpenBLAS runs its jobs on Numba's thread pool" if pool.active else
+        "NumPy's OpenBLAS uses its own threads (npvae's BLAS pool is off or unavailable)")
 
 
 def startup_times():
@@ -202,7 +215,7 @@ def table(results, peers):
         cells += [f"{npv['median'] / t[p]['median']:.2f}x" for p in others]
         cells.append(f"{r['roofline_fraction']:.0%}")
         inf = r["infer"]
-        best = max((inf[p]["median"] for p in others if not p.startswith("numpy")),
+        best = max((inf[p]["median"] for p in others if not p.startswith(("numpy", "npvae"))),
                    default=float("nan"))
         best_torch = max((inf[p]["median"] for p in others if p.startswith("torch")),
                          default=float("nan"))
@@ -220,9 +233,10 @@ def table(results, peers):
 
 def bound_table(results, peers):
     """Where npvae's step time goes, and the ceiling its GEMMs put on its ratios: the
-    ratio npvae would reach if its step were nothing but its GEMMs through NumPy's BLAS."""
-    others = [p for p in peers if p not in ("npvae", "numpy-ref")]
-    lines = ["| batch | npvae step ms | its GEMMs through NumPy's BLAS, ms (share) | "
+    ratio npvae would reach if its step were nothing but its GEMMs at the roofline's rate
+    (the fastest BLAS measured here: see bench/roofline.py)."""
+    others = [p for p in peers if p not in ("npvae", "numpy-ref", "npvae-openblas")]
+    lines = ["| batch | npvae step ms | its GEMMs at the roofline's rate, ms (share) | "
              + " | ".join(f"ceiling vs {p}" for p in others) + " |",
              "|" + "---|" * (3 + len(others))]
     for r in results:
@@ -262,6 +276,7 @@ def run(args, cpus, rng, workers, notes):
     print(common.openblas_env_status(REMOVED_ENV))
     print(f"BLAS: {common.numpy_blas_summary()}; CPUs {cpus}; threads {args.threads}; "
           f"one process per case: {', '.join(workers)}")
+    print(blas_pool_status())
     for k, v in notes.items():
         print(f"peer {k}: {v}")
     equiv = check_equivalence(workers, rng)

@@ -6,7 +6,7 @@ Prints, for the bench's model (784-400-20, Bernoulli, Adam, float32), medians ov
 repeated steps of:
 
 * the whole ``VAE.train_step``;
-* inside it: the GEMMs (``npvae.layers.matmul``), Adam, and each other kernel, timed by
+* inside it: the GEMMs (the kernels' ``matmul``), Adam, and each other kernel, timed by
   wrapping them (the wrappers add about a microsecond a call);
 * the step's GEMMs replayed alone, in order, on the step's own buffers: what they cost
   with operands as a step leaves them, not as a GEMM repeated in a loop leaves them;
@@ -19,8 +19,8 @@ from collections import defaultdict
 
 import numpy as np
 
-import npvae.layers as layers
 from npvae import VAE, Adam
+from npvae.kernels import gemm_info
 
 KERNELS = ("bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
            "adam_step", "adam_step_outer")
@@ -62,7 +62,7 @@ def main(argv=None):
     whole = median_ms(step, args.reps)
 
     spent, calls = defaultdict(float), []
-    matmul, originals = layers.matmul, {k: getattr(kernels, k) for k in KERNELS}
+    matmul, originals = kernels.matmul, {k: getattr(kernels, k) for k in KERNELS}
 
     def timed(name, fn):
         def wrapper(*a):
@@ -76,7 +76,7 @@ def main(argv=None):
         calls.append((a, b, out))
         return matmul(a, b, out)
 
-    layers.matmul = timed("GEMMs", record)
+    kernels.matmul = timed("GEMMs", record)
     for k, fn in originals.items():
         setattr(kernels, k, timed("Adam" if k.startswith("adam") else k, fn))
     for _ in range(args.reps):
@@ -89,16 +89,18 @@ def main(argv=None):
             matmul(a, b, out)
 
     replayed = median_ms(replay, args.reps)
-    layers.matmul = lambda a, b, out: out
+    kernels.matmul = lambda a, b, out: out
     for k in KERNELS:
         setattr(kernels, k, lambda *a: 1.0)
     python_only = median_ms(step, args.reps)
-    layers.matmul = matmul
+    kernels.matmul = matmul
     for k, fn in originals.items():
         setattr(kernels, k, fn)
 
     pool = "on Numba's pool" if kernels.blas_pool.active else "on OpenBLAS's own threads"
-    print(f"batch {args.batch}, {args.threads} threads, NumPy's BLAS {pool}")
+    gemm = gemm_info(kernels.name)
+    gemm = "MKL" if gemm["provider"] == "mkl" else f"NumPy's BLAS {pool}"
+    print(f"batch {args.batch}, {args.threads} threads, GEMMs: {gemm}")
     print(f"{'whole train_step':34s} {whole:7.2f} ms")
     for name, total in sorted(spent.items(), key=lambda kv: -kv[1]):
         label = f"  {name}" + (f" ({n_gemms} calls)" if name == "GEMMs" else "")

@@ -17,15 +17,6 @@ from npvae.kernels import get_kernels
 __all__ = ["Dense", "MLP"]
 
 
-def matmul(a, b, out):
-    """``out = a @ b`` through BLAS, writing into ``out``.
-
-    ``np.dot`` rather than ``np.matmul``: matmul does not hand products with an inner
-    dimension of 1 (a batch-1 weight gradient ``x.T @ dy``) to BLAS.
-    """
-    return np.dot(a, b, out=out)
-
-
 class Dense:
     r"""Fully connected layer with a fused activation: ``y = f(x W + b)``.
 
@@ -81,7 +72,7 @@ class Dense:
         k = kernels or get_kernels()
         if out is None:
             out = np.empty((x.shape[0], self.n_out), dtype=self.W.dtype)
-        matmul(x, self.W, out)  # (N, out)
+        k.matmul(x, self.W, out)  # (N, out)
         k.bias_act(out, self.b, self.act.code, self.act.param)
         return out
 
@@ -107,12 +98,12 @@ class Dense:
         if defer:
             self.deferred = (x, dy)
         else:
-            matmul(x.T, dy, self.dW)  # (in, out)
+            k.matmul(x.T, dy, self.dW)  # (in, out)
         if not need_dx:
             return None
         if dx is None:
             dx = np.empty((dy.shape[0], self.n_in), dtype=dy.dtype)
-        return matmul(dy, self.W.T, dx)  # (N, in)
+        return k.matmul(dy, self.W.T, dx)  # (N, in)
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out}, {self.act!r}, name={self.name!r})"

@@ -35,6 +35,25 @@ def test_both_backends_expose_every_kernel():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@given(m=batch, k=st.integers(1, 300), n=st.integers(1, 300), t_a=st.booleans(),
+       t_b=st.booleans(), seed=seeds)
+def test_matmul(dtype, m, k, n, t_a, t_b, seed):
+    """A dense layer's three products (``x @ W``, ``x.T @ dy``, ``dy @ W.T``): operands C
+    ordered or transposed views. GEMMs that sum in different orders (MKL and NumPy's BLAS)
+    agree to the dot-product bound ``2 K eps (|A| @ |B|)``; tests/test_gemm.py has more."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if t_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if t_b else (k, n)).astype(dtype)
+    a, b = (a.T if t_a else a), (b.T if t_b else b)
+    out = [np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)]
+    assert NB.matmul(a, b, out[0]) is out[0]
+    assert REF.matmul(a, b, out[1]) is out[1]
+    bound = 2 * k * np.finfo(dtype).eps * (np.abs(a).astype(np.float64) @ np.abs(b))
+    assert np.all(np.abs(out[0].astype(np.float64) - out[1]) <= 2 * bound)
+    assert np.all(np.abs(out[1] - a.astype(np.float64) @ b) <= bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("code,param", [(0, 0.0), (1, 0.0), (2, 0.1), (3, 1.0), (4, 0.0),
                                         (5, 0.0), (6, 0.0)])
 @given(shape=st.tuples(batch, width), seed=seeds)

@@ -27,11 +27,11 @@ from __future__ import annotations
 import os
 import types
 
-__all__ = ["BACKENDS", "KERNEL_NAMES", "default_backend", "get_kernels", "warmup"]
+__all__ = ["BACKENDS", "KERNEL_NAMES", "default_backend", "gemm_info", "get_kernels", "warmup"]
 
 BACKENDS = ("numba", "numpy")
 KERNEL_NAMES = (
-    "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
+    "matmul", "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
     "gaussian_nll", "sigmoid", "adam_step", "adam_step_outer", "sgd_step", "sum_squares",
 )
 _loaded = {}
@@ -71,6 +71,22 @@ def get_kernels(backend=None):
         ns.blas_pool = pool
         _loaded[name] = ns
     return _loaded[name]
+
+
+def gemm_info(backend=None):
+    """What runs the GEMMs of ``backend`` (default: :func:`default_backend`): a dict with
+    ``provider`` (``"mkl"`` or ``"numpy"``), ``detail`` and ``why`` (why not MKL, or None).
+
+    The numpy backend always uses ``np.dot``. The numba backend uses Intel MKL, split over
+    Numba's threads, when the ``mkl`` wheel is installed (``pip install "npvae[mkl]"``),
+    unless ``NPVAE_GEMM=numpy``: see :mod:`npvae.kernels._gemm`.
+    """
+    if get_kernels(backend).name == "numpy":
+        return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)",
+                "why": "the numpy backend is the reference"}
+    from npvae.kernels import _gemm
+
+    return _gemm.info()
 
 
 class _NoPool:

@@ -31,6 +31,7 @@ import threading
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from npvae.kernels._gemm import matmul  # noqa: F401 (a kernel of this backend)
 from npvae.kernels._ufunc_loop import call_unary, unary_loop
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"

@@ -1,0 +1,217 @@
+r"""``out = a @ b`` through MKL's GEMM, split over Numba's thread pool (numba backend).
+
+The reference is ``np.dot(a, b, out=out)`` (:func:`npvae.kernels._reference.matmul`), and
+it is what runs unless the ``mkl`` wheel is installed (see :mod:`npvae.kernels._mkl`).
+With MKL, a product is cut into one block of output columns per thread (rows when the
+output is taller than wide), and each thread makes one single-threaded ``cblas_?gemm``
+call on its block, inside a Numba ``prange``: the GEMMs run on the same pool of threads as
+npvae's kernels, so no second pool spins on the cores. Blocks of columns start at
+multiples of 16, so every thread's part of ``out`` and ``b`` stays 64-byte aligned.
+
+Operands are passed to BLAS as they lie in memory: a row-major (C-ordered) operand as is,
+a column-major one (a transposed view such as ``x.T`` or ``W.T``) with ``trans``, so
+nothing is copied. In a forked child each GEMM is one call (OpenMP cannot be used after a
+fork). Anything BLAS cannot take directly (other dtypes, strided views,
+``out`` overlapping an input, empty or huge dimensions) goes to ``np.dot``.
+
+``NPVAE_GEMM`` chooses: ``auto`` (the default: MKL if installed), ``mkl`` (an error if it
+cannot be used) or ``numpy``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from llvmlite import ir
+from numba import get_num_threads, njit, prange, types
+from numba.extending import intrinsic
+
+from npvae.kernels import _mkl
+
+_CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
+ALIGN = 16  # elements: a column block's first column (64 bytes of float32)
+SERIAL_MAX = 1 << 19  # m * n * k; below it one call beat a split inside a step (a 784x400 GEMV)
+INT32_MAX = 2**31 - 1
+CHOICES = ("auto", "mkl", "numpy")
+
+_state = {}  # "mkl": Mkl or None, "why": str or None, "choice": str
+
+
+@intrinsic
+def _call_gemm(typingctx, fn, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc):
+    """Call ``cblas_?gemm`` at address ``fn`` (row-major, ``beta = 0``); the precision
+    is the type of ``alpha``. Addresses are integers, so the kernel stays cacheable."""
+    def codegen(context, builder, signature, args):
+        fn_, ta, tb, m_, n_, k_, alpha_, a_, lda_, b_, ldb_, c_, ldc_ = args
+        i32 = ir.IntType(32)
+        real = alpha_.type
+        ptr = real.as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i32] * 6 + [real, ptr, i32, ptr, i32, real, ptr,
+                                                               i32])
+        f = builder.inttoptr(fn_, fnty.as_pointer())
+
+        def i(v):
+            return builder.trunc(v, i32)
+
+        builder.call(f, [ir.Constant(i32, ROW_MAJOR), i(ta), i(tb), i(m_), i(n_), i(k_),
+                         alpha_, builder.inttoptr(a_, ptr), i(lda_),
+                         builder.inttoptr(b_, ptr), i(ldb_), ir.Constant(real, 0.0),
+                         builder.inttoptr(c_, ptr), i(ldc_)])
+        return context.get_dummy_value()
+
+    if not isinstance(alpha, types.Float):
+        return None
+    sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
+                     alpha, types.intp, types.intp, types.intp, types.intp, types.intp,
+                     types.intp)
+    return sig, codegen
+
+
+@njit(cache=_CACHE)
+def _layout(rows, cols, s0, s1, item):
+    """``(trans, ld)`` for an operand of shape ``(rows, cols)`` and byte strides
+    ``(s0, s1)`` as BLAS takes it (row-major, or column-major with ``trans``); trans is 0
+    if BLAS cannot take it without a copy."""
+    if (s1 == item or cols == 1) and s0 % item == 0:
+        ld = s0 // item if rows > 1 else cols
+        if ld >= cols:
+            return NO_TRANS, ld
+    if (s0 == item or rows == 1) and s1 % item == 0:
+        ld = s1 // item if cols > 1 else rows
+        if ld >= rows:
+            return TRANS, ld
+    return 0, 0
+
+
+@njit(cache=_CACHE)
+def _span(arr):
+    """First and one-past-last byte address ``arr`` touches (strides may be negative)."""
+    lo = hi = arr.ctypes.data
+    for d in range(arr.ndim):
+        step = arr.strides[d] * (arr.shape[d] - 1)
+        if step < 0:
+            lo += step
+        else:
+            hi += step
+    return lo, hi + arr.itemsize
+
+
+@njit(cache=_CACHE)
+def _overlap(x, y):
+    xlo, xhi = _span(x)
+    ylo, yhi = _span(y)
+    return xlo < yhi and ylo < xhi
+
+
+@njit(parallel=True, cache=_CACHE, nogil=True)
+def _gemm(fn, a, b, out, parts):
+    """``out = a @ b`` via the ``cblas_?gemm`` at ``fn``, in ``parts`` blocks; False
+    (nothing written) if BLAS cannot take these operands, for the caller to use
+    ``np.dot``. (``parts`` is an argument: calling ``get_num_threads`` in here would keep
+    the kernel out of the disk cache.)"""
+    m, k = a.shape
+    n = b.shape[1]
+    if b.shape[0] != k or out.shape[0] != m or out.shape[1] != n:
+        return False  # np.dot says what is wrong
+    item = a.itemsize
+    ta, lda = _layout(m, k, a.strides[0], a.strides[1], item)
+    tb, ldb = _layout(k, n, b.strides[0], b.strides[1], item)
+    tc, ldc = _layout(m, n, out.strides[0], out.strides[1], item)
+    if (ta == 0 or tb == 0 or tc != NO_TRANS or m == 0 or n == 0 or k == 0
+            or max(m, n, k, lda, ldb, ldc) > INT32_MAX
+            or _overlap(out, a) or _overlap(out, b)):
+        return False
+    one = a.dtype.type(1)
+    pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
+    if parts == 1:
+        _call_gemm(fn, ta, tb, m, n, k, one, pa, lda, pb, ldb, pc, ldc)
+        return True
+    if n >= m:  # blocks of columns: out[:, j0:j1] = a @ b[:, j0:j1]
+        width = -(-n // parts)
+        width = -(-width // ALIGN) * ALIGN
+        for t in prange(parts):
+            j0, j1 = t * width, min(n, (t + 1) * width)
+            if j1 > j0:
+                bj = j0 if tb == NO_TRANS else j0 * ldb
+                _call_gemm(fn, ta, tb, m, j1 - j0, k, one, pa, lda, pb + bj * item, ldb,
+                           pc + j0 * item, ldc)
+    else:  # blocks of rows: out[i0:i1] = a[i0:i1] @ b
+        height = -(-m // parts)
+        for t in prange(parts):
+            i0, i1 = t * height, min(m, (t + 1) * height)
+            if i1 > i0:
+                ai = i0 * lda if ta == NO_TRANS else i0
+                _call_gemm(fn, ta, tb, i1 - i0, n, k, one, pa + ai * item, lda, pb, ldb,
+                           pc + i0 * ldc * item, ldc)
+    return True
+
+
+def choice():
+    """The ``NPVAE_GEMM`` setting: ``auto``, ``mkl`` or ``numpy``."""
+    name = os.environ.get("NPVAE_GEMM", "auto").strip().lower() or "auto"
+    if name not in CHOICES:
+        raise ValueError(f"NPVAE_GEMM={name!r} is not a choice; use one of {CHOICES}")
+    return name
+
+
+def provider():
+    """``(Mkl or None, why not MKL or None)``, settled on the first call."""
+    if "mkl" not in _state:
+        name = choice()
+        found, why = (None, "NPVAE_GEMM=numpy") if name == "numpy" else _mkl.load()
+        if found is None and name == "mkl":
+            raise RuntimeError(f"NPVAE_GEMM=mkl, but MKL cannot be used: {why}. Install it "
+                               "with `pip install mkl`, or set NPVAE_GEMM=auto")
+        get_num_threads()  # starts Numba's pool: see _thread_count
+        _state.update(mkl=found, why=why, choice=name, threads=_thread_count())
+        if found is not None and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_single_threaded)
+    return _state["mkl"], _state["why"]
+
+
+def info():
+    """What runs npvae's GEMMs (numba backend): a dict with ``provider`` ("mkl" or
+    "numpy"), ``detail`` (MKL's version and path) and ``why`` (why not MKL, or None)."""
+    found, why = provider()
+    if found is None:
+        return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)", "why": why}
+    return {"provider": "mkl", "detail": f"{found.version} ({found.path}), sequential, "
+            "split over Numba's threads", "why": None}
+
+
+def _one():
+    return 1
+
+
+def _single_threaded():
+    """In a forked child: one MKL call per GEMM, no split. GNU OpenMP aborts a forked child
+    that starts a parallel region, and a child may still run small batches, whose kernels
+    are serial (:mod:`npvae.kernels._blas_pool` gives OpenBLAS its own threads back)."""
+    _state["threads"] = _one
+
+
+def _thread_count():
+    """Numba's ``get_num_threads`` without its per-call check that the pool has started
+    (3 us a call; this is 0.6 us). :func:`provider` starts the pool first."""
+    from numba.np.ufunc import parallel
+
+    count = getattr(parallel, "_get_num_threads", None)
+    return count if callable(count) else get_num_threads
+
+
+def matmul(a, b, out):
+    """``out = a @ b`` for 2-D ``a`` (M, K), ``b`` (K, N) and a C-ordered ``out`` (M, N) of
+    the same dtype; returns ``out``. The same contract as
+    :func:`npvae.kernels._reference.matmul`."""
+    found = _state.get("mkl", False)
+    if found is False:
+        found = provider()[0]
+    if found is not None and a.ndim == 2 and b.ndim == 2 and out.ndim == 2:
+        fn = found.gemm.get(out.dtype)
+        if (fn is not None and a.dtype == out.dtype and b.dtype == out.dtype
+                and _gemm(fn, a, b, out,
+                          1 if a.size * b.shape[1] <= SERIAL_MAX else _state["threads"]())):
+            return out
+    return np.dot(a, b, out=out)

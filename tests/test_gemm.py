@@ -1,0 +1,188 @@
+"""The numba backend's GEMM (npvae.kernels._gemm: MKL split over Numba's threads) against
+``np.dot``, on every layout a dense layer passes and on the ones BLAS cannot take.
+
+Two GEMMs that sum in different orders agree to the rounding bound of a dot product:
+``|C1 - C2| <= 2 * K * eps * (|A| @ |B|)``, elementwise (each is within ``K * eps`` of the
+exact product). A block written to the wrong place or a wrong leading dimension is off by
+far more than that.
+"""
+
+import importlib.metadata
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.strategies import seeds
+
+pytest.importorskip("numba")
+from npvae.kernels import _gemm, _mkl  # noqa: E402
+
+MKL, WHY = _gemm.provider()
+needs_mkl = pytest.mark.skipif(MKL is None, reason=f"MKL not used here: {WHY}")
+DTYPES = [np.float32, np.float64]
+
+
+def installed(dist):
+    try:
+        importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def assert_gemm_close(got, a, b):
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    eps = np.finfo(got.dtype).eps
+    bound = 2 * max(a.shape[1], 1) * eps * (np.abs(a64) @ np.abs(b64))
+    err = np.abs(got.astype(np.float64) - a64 @ b64)
+    assert np.all(err <= bound + np.finfo(got.dtype).tiny), float(np.max(err - bound))
+
+
+def operand(rng, shape, dtype, order):
+    """An operand of ``shape`` laid out as a dense layer passes it: C-ordered (``"C"``), a
+    transposed view of a C array (``"T"``, like ``x.T`` or ``W.T``), or a column slice
+    with rows wider than it (``"S"``, leading dimension larger than the width)."""
+    if order == "T":
+        return np.ascontiguousarray(rng.standard_normal(shape[::-1]).astype(dtype)).T
+    if order == "S":
+        return rng.standard_normal((shape[0], shape[1] + 3)).astype(dtype)[:, 1:1 + shape[1]]
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def test_mkl_is_used_when_its_wheel_is_installed():
+    """CI installs the ``mkl`` extra: there, these tests must run MKL, not skip."""
+    if _gemm.choice() == "numpy" or not installed("mkl"):
+        pytest.skip("the mkl wheel is not installed (or NPVAE_GEMM=numpy)")
+    assert MKL is not None, WHY
+    assert _gemm.info()["provider"] == "mkl"
+
+
+@needs_mkl
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 40),
+       orders=st.tuples(*[st.sampled_from("CTS")] * 2), parts=st.integers(1, 3),
+       seed=seeds)
+def test_blocks_match_np_dot(dtype, m, k, n, orders, parts, seed):
+    """Every layout, split into 1-3 blocks of rows or columns (``parts`` forced, so small
+    products are cut up too)."""
+    rng = np.random.default_rng(seed)
+    a, b = operand(rng, (m, k), dtype, orders[0]), operand(rng, (k, n), dtype, orders[1])
+    out = np.full((m, n), np.nan, dtype)
+    fn = MKL.sgemm if dtype == np.float32 else MKL.dgemm
+    assert _gemm._gemm(fn, a, b, out, parts)
+    assert_gemm_close(out, a, b)
+
+
+@needs_mkl
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,k,n", [(1, 784, 400), (128, 784, 400), (128, 400, 784),
+                                   (400, 128, 784), (784, 1, 400), (513, 37, 250)])
+def test_model_shapes_split_over_threads(dtype, m, k, n):
+    """The model's shapes (batch 1 and 128) through the public entry point, above the
+    size where the product is split over the threads."""
+    rng = np.random.default_rng(m * n + k)
+    for a in (operand(rng, (m, k), dtype, "C"), operand(rng, (m, k), dtype, "T")):
+        for b in (operand(rng, (k, n), dtype, "C"), operand(rng, (k, n), dtype, "T")):
+            out = np.full((m, n), np.nan, dtype)
+            assert _gemm.matmul(a, b, out) is out
+            assert_gemm_close(out, a, b)
+
+
+@needs_mkl
+def test_operands_blas_cannot_take_go_to_np_dot():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 5)).astype(np.float32)
+    fn = MKL.sgemm
+    cases = {
+        "every other column": (a[:, ::2], b[::2], np.empty((6, 5), np.float32)),
+        "reversed rows": (a[::-1], b, np.empty((6, 5), np.float32)),
+        "empty inner dimension": (a[:, :0], b[:0], np.empty((6, 5), np.float32)),
+    }
+    for name, (x, y, out) in cases.items():
+        assert not _gemm._gemm(fn, x, y, out, 2), name
+        _gemm.matmul(x, y, out)
+        np.testing.assert_allclose(out, np.dot(x, y), rtol=1e-6, atol=1e-6, err_msg=name)
+    # a column-major out: np.dot refuses it too (the contract is a C-ordered out)
+    assert not _gemm._gemm(fn, a, b, np.empty((6, 5), np.float32, order="F"), 2)
+    # out overlapping an input: BLAS would read what it already wrote
+    buf = rng.standard_normal((8, 8)).astype(np.float32)
+    x, want = buf[:, :8], buf[:, :8] @ buf[:, :8]
+    assert not _gemm._gemm(fn, x, x, buf, 2)
+    _gemm.matmul(x.copy(), x.copy(), buf)
+    np.testing.assert_allclose(buf, want, rtol=1e-5, atol=1e-5)
+    # other dtypes never reach BLAS
+    ints = np.arange(12).reshape(3, 4)
+    got = np.empty((3, 3), ints.dtype)
+    np.testing.assert_array_equal(_gemm.matmul(ints, ints.T, got), ints @ ints.T)
+
+
+def test_choice_is_checked(monkeypatch):
+    monkeypatch.setenv("NPVAE_GEMM", "openblas")
+    with pytest.raises(ValueError, match="NPVAE_GEMM='openblas' is not a choice"):
+        _gemm.choice()
+
+
+def test_asking_for_mkl_without_it_names_the_fix(monkeypatch):
+    monkeypatch.setattr(_gemm, "_state", {})
+    monkeypatch.setattr(_mkl, "candidates", lambda: [])
+    monkeypatch.setenv("NPVAE_GEMM", "mkl")
+    with pytest.raises(RuntimeError, match="pip install mkl"):
+        _gemm.provider()
+    monkeypatch.setenv("NPVAE_GEMM", "auto")
+    assert _gemm.provider() == (None, "no libmkl_rt in this environment (pip install mkl)")
+    assert _gemm.info()["provider"] == "numpy"
+    out = np.empty((2, 2))
+    np.testing.assert_array_equal(_gemm.matmul(np.eye(2), np.ones((2, 2)), out), np.ones((2, 2)))
+
+
+def test_numpy_choice_keeps_np_dot(monkeypatch):
+    monkeypatch.setattr(_gemm, "_state", {})
+    monkeypatch.setenv("NPVAE_GEMM", "numpy")
+    assert _gemm.provider() == (None, "NPVAE_GEMM=numpy")
+
+
+@needs_mkl
+def test_mkl_set_up_with_threads_elsewhere_is_left_alone():
+    """If this process's MKL already runs its own threads, npvae does not take it over."""
+    code = (
+        "import ctypes\n"
+        "from npvae.kernels import _mkl\n"
+        "lib = ctypes.CDLL(str(_mkl.candidates()[0]))\n"
+        "lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]\n"
+        "lib.MKL_Set_Threading_Layer(0)\n"  # INTEL: MKL's own OpenMP threads
+        "found, why = _mkl.load()\n"
+        "print(found is None, why)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("True ") and "threads of its own" in res.stdout
+
+
+@needs_mkl
+def test_a_forked_child_runs_gemms_without_the_split():
+    """GNU OpenMP aborts a forked child that starts a parallel region; a child's GEMMs must
+    still work (its small batches' kernels are serial)."""
+    code = (
+        "import os, numpy as np\n"
+        "from npvae.kernels import get_kernels\n"
+        "k = get_kernels('numba')\n"
+        "a = np.random.default_rng(0).standard_normal((128, 784)).astype(np.float32)\n"
+        "b = np.random.default_rng(1).standard_normal((784, 400)).astype(np.float32)\n"
+        "c = np.empty((128, 400), np.float32)\n"
+        "ref = k.matmul(a, b, c).copy()  # the parent has split a GEMM over the pool\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if np.allclose(k.matmul(a, b, c), ref, rtol=1e-5, atol=1e-3) else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0"], res.stderr
