@@ -1,14 +1,16 @@
-"""The GEMMs of the reference VAE through NumPy's BLAS and through PyTorch, side by side.
+"""The GEMMs of the reference VAE through NumPy's BLAS, PyTorch and npvae, side by side.
 
     python bench/gemm_peers.py                 # 2 threads, 3 rounds
     python bench/gemm_peers.py --threads 1 --rounds 5
 
-npvae does its matrix products with ``np.dot`` (NumPy's BLAS: OpenBLAS in the PyPI wheels);
-PyTorch's CPU build has its own GEMM (MKL / oneDNN). Where a training step is mostly GEMM
-time, the ratio of the two GEMMs bounds the ratio of the two libraries' steps, whatever
-the rest of the code does. This script times the step's three largest GEMM shapes at a
-few batch sizes, each library in its own subprocess (so that their thread pools never
-meet), alternating the two for ``--rounds`` rounds, and prints the medians.
+npvae does its matrix products with Intel MKL when the ``mkl`` wheel is installed (one
+single-threaded call per thread of Numba's pool: ``npvae.kernels._gemm``), else with
+``np.dot`` (NumPy's BLAS: OpenBLAS in the PyPI wheels); PyTorch's CPU build has its own
+GEMM (MKL / oneDNN). Where a training step is mostly GEMM time, the ratio of the GEMMs
+bounds the ratio of the libraries' steps, whatever the rest of the code does. This script
+times the step's largest GEMM shapes at a few batch sizes, each way in its own subprocess
+(so that their thread pools never meet), alternating them for ``--rounds`` rounds, and
+prints the medians. The npvae column is there when npvae uses MKL.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ lib, threads, shapes = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 if lib == "torch":
     import torch
     torch.set_num_threads(threads)
+elif lib == "npvae":
+    import numba
+    from npvae.kernels import get_kernels
+    matmul = get_kernels("numba").matmul
+    numba.set_num_threads(threads)
 else:
     from threadpoolctl import threadpool_limits
     threadpool_limits(threads)
@@ -42,6 +49,8 @@ for m, k, n in shapes:
     if lib == "torch":
         ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
         f = lambda: torch.mm(ta, tb, out=tc)
+    elif lib == "npvae":
+        f = lambda: matmul(a, b, c)
     else:
         f = lambda: np.dot(a, b, out=c)
     for _ in range(5):
@@ -70,17 +79,25 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
+    from npvae.kernels import gemm_info
+
     times = {"numpy": [], "torch": []}
+    if gemm_info("numba")["provider"] == "mkl":
+        times["npvae"] = []
     for _ in range(args.rounds):
         for lib in times:
             times[lib].append(run_child(lib, args.threads))
     print(f"{args.threads} threads, medians over {args.rounds} rounds of 50 calls each")
-    print("| GEMM (rows x inner x cols) | np.dot ms | torch.mm ms | np.dot / torch.mm |")
-    print("|---|---|---|---|")
+    mkl = "npvae" in times
+    print("| GEMM (rows x inner x cols) | np.dot ms | torch.mm ms | np.dot / torch.mm |"
+          + (" npvae (MKL) ms | npvae / torch.mm |" if mkl else ""))
+    print("|---|---|---|---|" + ("---|---|" if mkl else ""))
     for key in times["numpy"][0]:
-        t_np = statistics.median(r[key] for r in times["numpy"]) * 1e3
-        t_pt = statistics.median(r[key] for r in times["torch"]) * 1e3
-        print(f"| {key} | {t_np:.3f} | {t_pt:.3f} | {t_np / t_pt:.2f} |")
+        t = {lib: statistics.median(r[key] for r in rows) * 1e3 for lib, rows in times.items()}
+        line = f"| {key} | {t['numpy']:.3f} | {t['torch']:.3f} | {t['numpy'] / t['torch']:.2f} |"
+        if mkl:
+            line += f" {t['npvae']:.3f} | {t['npvae'] / t['torch']:.2f} |"
+        print(line)
 
 
 if __name__ == "__main__":
