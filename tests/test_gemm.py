@@ -186,3 +186,16 @@ def test_a_forked_child_runs_gemms_without_the_split():
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0"], res.stderr
+
+
+def test_thread_count_follows_numba():
+    import numba
+
+    have = numba.get_num_threads()
+    assert _gemm.thread_count() == have
+    try:
+        numba.set_num_threads(1)
+        assert _gemm.thread_count() == 1
+    finally:
+        numba.set_num_threads(have)
+    assert _gemm.thread_count() == have

@@ -29,9 +29,9 @@ import os
 import threading
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
-from npvae.kernels._gemm import matmul  # noqa: F401 (a kernel of this backend)
+from npvae.kernels._gemm import matmul, thread_count  # noqa: F401 (matmul: a kernel here)
 from npvae.kernels._ufunc_loop import call_unary, unary_loop
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
@@ -391,7 +391,7 @@ def _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gs
 
 
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
-    threads = get_num_threads() if p.shape[0] >= PARALLEL_MIN else 1  # the call costs ~10 us
+    threads = thread_count() if p.shape[0] >= PARALLEL_MIN else 1
     if threads > 1:
         _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale,
                        4 * threads)
@@ -443,7 +443,7 @@ def _adam_outer_parallel(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, wei
 
 def adam_step_outer(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay):
     args = (lr, beta1, beta2, eps, bc1, bc2, weight_decay)
-    threads = get_num_threads() if w.size >= PARALLEL_MIN else 1
+    threads = thread_count() if w.size >= PARALLEL_MIN else 1
     if threads > 1:
         _adam_outer_parallel(w, x, delta, m, v, *args, 4 * threads)
     else:
