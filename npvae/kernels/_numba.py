@@ -14,6 +14,8 @@ temporaries. How the loops are kept fast:
 * ``exp`` is NumPy's own SIMD loop, called from inside the kernels on the rows they work
   on (:mod:`npvae.kernels._ufunc_loop`); Numba's ``np.exp`` is a scalar libm call, about
   20x slower per value.
+* Adam's moments are flushed below ``tiny`` by the CPU's flush-to-zero mode, set for the
+  length of the loop (:mod:`npvae.kernels._fpmode`), not by a compare per value.
 * Large buffers go to a ``prange`` twin of the loop (each thread writes its own
   elements); small ones stay serial, where a thread launch costs more than it saves.
 * Numba's pool also runs NumPy's OpenBLAS jobs, so GEMMs and these loops never compete
@@ -31,6 +33,8 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from npvae.kernels._fpmode import AVAILABLE as FTZ
+from npvae.kernels._fpmode import flush_to_zero, restore_fp_mode
 from npvae.kernels._gemm import matmul, thread_count  # noqa: F401 (matmul: a kernel here)
 from npvae.kernels._ufunc_loop import call_unary, unary_loop
 
@@ -370,16 +374,19 @@ def _adam_range(p, g, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, weight_deca
     # views, so that indices start at 0: a loop over range(lo, hi) could index with a
     # negative number, and Numba's wrap-around check then blocks vectorisation (14x)
     p, g, m, v = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
+    mode = flush_to_zero()  # m and v below tiny become 0 in hardware: see _fpmode
     for i in range(p.shape[0]):
         gi = gs * g[i]
         gi = gi if abs(gi) >= gfloor else zero  # flush: see the reference
         mi = b1 * m[i] + c1 * gi
         vi = b2 * v[i] + c2 * gi * gi
-        mi = mi if abs(mi) >= tiny else zero
-        vi = vi if vi >= tiny else zero
+        if not FTZ:
+            mi = mi if abs(mi) >= tiny else zero
+            vi = vi if vi >= tiny else zero
         m[i] = mi
         v[i] = vi
         p[i] = p[i] * decay - step * mi / ((vi * inv_bc2) ** half + e)
+    restore_fp_mode(mode)
 
 
 @njit(parallel=True, **_OPTS)
@@ -413,6 +420,7 @@ def _adam_outer_rows(w, x, delta, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2,
     n_out = delta.shape[1]
     w, x, m, v = w[lo:hi], x[:, lo:hi], m[lo:hi], v[lo:hi]  # indices from 0: see _adam_range
     grow = np.empty(n_out, dtype=w.dtype)  # one row of x^T delta at a time, never all of it
+    mode = flush_to_zero()  # as in _adam_range
     for i in range(w.shape[0]):
         for j in range(n_out):
             grow[j] = zero
@@ -425,11 +433,13 @@ def _adam_outer_rows(w, x, delta, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2,
             gi = gi if abs(gi) >= gfloor else zero
             mi = b1 * m[i, j] + c1 * gi
             vi = b2 * v[i, j] + c2 * gi * gi
-            mi = mi if abs(mi) >= tiny else zero
-            vi = vi if vi >= tiny else zero
+            if not FTZ:
+                mi = mi if abs(mi) >= tiny else zero
+                vi = vi if vi >= tiny else zero
             m[i, j] = mi
             v[i, j] = vi
             w[i, j] = w[i, j] * decay - step * mi / ((vi * inv_bc2) ** half + e)
+    restore_fp_mode(mode)
 
 
 @njit(parallel=True, **_OPTS)
