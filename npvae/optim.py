@@ -12,6 +12,7 @@ import numpy as np
 
 from npvae import _checks as chk
 from npvae.kernels import get_kernels
+from npvae.params import staggered_zeros
 
 __all__ = ["Adam", "SGD", "global_norm"]
 
@@ -93,8 +94,8 @@ class Adam(_Optimizer):
         self.betas = (b1, b2)
         self.eps = chk.positive_float(eps, "eps")
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
-        self.m = np.zeros_like(params.data)
-        self.v = np.zeros_like(params.data)
+        self.m = staggered_zeros(params.size, params.data.dtype, 2)  # see staggered_zeros
+        self.v = staggered_zeros(params.size, params.data.dtype, 3)
 
     def step(self, deferred=None):
         """Apply one update from ``params.grad``.
@@ -183,7 +184,7 @@ class SGD(_Optimizer):
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
-        self.buf = np.zeros_like(params.data)
+        self.buf = staggered_zeros(params.size, params.data.dtype, 2)
 
     def step(self):
         """Apply one update from ``params.grad``."""

@@ -1,6 +1,7 @@
 """The flat buffer: views not copies, a stated layout, round trips by name."""
 
 import numpy as np
+import pytest
 
 from npvae.model import VAEModel
 from npvae.params import ParamBuffer
@@ -40,3 +41,26 @@ def test_same_seed_same_weights_different_seed_different():
     a, b, c = (VAEModel(6, 2, hidden=(5,), seed=s) for s in (3, 3, 4))
     assert np.array_equal(a.params.data, b.params.data)
     assert not np.array_equal(a.params.data, c.params.data)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [0, 1, 1000, 652824])
+def test_staggered_zeros_start_apart_in_the_page(dtype, size):
+    from npvae.params import PAGE, STAGGER, staggered_zeros
+
+    for slot in range(4):
+        a = staggered_zeros(size, dtype, slot)
+        assert a.shape == (size,) and a.dtype == dtype and a.flags.c_contiguous
+        assert not a.any()
+        assert a.ctypes.data % PAGE == STAGGER * slot
+
+
+def test_optimizer_streams_start_apart_in_the_page():
+    """Adam's loop streams parameters, gradients and both moments (see staggered_zeros)."""
+    from npvae import VAE, Adam
+
+    model = VAE(12, 2, hidden=(5,), seed=0)
+    opt = Adam(model.params)
+    offsets = {a.ctypes.data % 4096 for a in (model.params.data, model.params.grad, opt.m,
+                                              opt.v)}
+    assert len(offsets) == 4
