@@ -52,7 +52,8 @@ def test_staggered_zeros_start_apart_in_the_page(dtype, size):
         a = staggered_zeros(size, dtype, slot)
         assert a.shape == (size,) and a.dtype == dtype and a.flags.c_contiguous
         assert not a.any()
-        assert a.ctypes.data % PAGE == STAGGER * slot
+        if size:  # an empty array's address means nothing
+            assert a.ctypes.data % PAGE == STAGGER * slot
 
 
 def test_optimizer_streams_start_apart_in_the_page():
