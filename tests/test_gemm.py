@@ -147,21 +147,26 @@ def test_numpy_choice_keeps_np_dot(monkeypatch):
 
 
 @needs_mkl
-def test_mkl_set_up_with_threads_elsewhere_is_left_alone():
-    """If this process's MKL already runs its own threads, npvae does not take it over."""
+@pytest.mark.parametrize("how", ["loaded", "threaded"])
+def test_mkl_of_another_library_is_left_alone(how):
+    """An MKL already in the process (conda's NumPy links one) keeps its settings: npvae
+    does not use it. ``threaded``: the same library set up with MKL's own threads where
+    the process's mappings cannot be read."""
     code = (
         "import ctypes\n"
         "from npvae.kernels import _mkl\n"
         "lib = ctypes.CDLL(str(_mkl.candidates()[0]))\n"
         "lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]\n"
         "lib.MKL_Set_Threading_Layer(0)\n"  # INTEL: MKL's own OpenMP threads
-        "found, why = _mkl.load()\n"
+        + ("_mkl.loaded_already = lambda: []\n" if how == "threaded" else "")
+        + "found, why = _mkl.load()\n"
         "print(found is None, why)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("True ") and "threads of its own" in res.stdout
+    assert res.stdout.startswith("True ")
+    assert ("threads of its own" if how == "threaded" else "already loaded") in res.stdout
 
 
 @needs_mkl

@@ -12,8 +12,9 @@ MKL is set up for that use, once, before its first call:
   MKL call per thread, so MKL must start no threads of its own (a second OpenMP pool would
   spin on the cores the first one needs).
 
-If MKL was already set up otherwise in this process (a NumPy built on MKL, say), it is
-left alone and not used: :func:`load` says why.
+If an MKL is already loaded in this process (a NumPy or SciPy built on MKL, as conda's
+are), it is left alone and not used, since its threading layer is process-wide: setting it
+would make the other library's products single-threaded. :func:`load` says why.
 """
 
 from __future__ import annotations
@@ -50,11 +51,26 @@ class Mkl:
         self.version = buf.value.decode(errors="replace").strip()
 
 
+def loaded_already():
+    """Paths of MKL libraries this process has mapped (``/proc/self/maps``)."""
+    try:
+        with open("/proc/self/maps") as f:
+            fields = (line.split(maxsplit=5) for line in f)
+            return sorted({row[5].strip() for row in fields
+                           if len(row) == 6 and "libmkl_" in row[5]})
+    except OSError:
+        return []
+
+
 def load():
     """``(Mkl, None)`` if MKL can be used here, else ``(None, why)``."""
     paths = candidates()
     if not paths:
         return None, "no libmkl_rt in this environment (pip install mkl)"
+    there = loaded_already()
+    if there:
+        return None, (f"an MKL is already loaded in this process ({there[0]}), by another "
+                      "library; npvae leaves its process-wide settings alone")
     path = paths[0]
     try:
         lib = ctypes.CDLL(str(path))
