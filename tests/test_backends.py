@@ -109,13 +109,15 @@ def test_numba_pool_setting_does_not_leak_into_the_environment():
 
 def test_warmup_compiles_every_kernel():
     """After warmup() in a fresh process no Numba kernel is left to compile on first use,
-    the prange twins (taken only for large buffers) included."""
+    the prange twins (taken only for large buffers) and the MKL GEMM (when used)
+    included."""
     pytest.importorskip("numba")
     out = run("""
         import numba
-        from npvae.kernels import _numba, warmup
+        from npvae.kernels import _gemm, _numba, warmup
         warmup()
-        print([name for name, f in vars(_numba).items()
+        modules = [_numba] + ([_gemm] if _gemm.provider()[0] is not None else [])
+        print([name for m in modules for name, f in vars(m).items()
                if isinstance(f, numba.core.registry.CPUDispatcher)
                and f.targetoptions.get("inline") != "always" and not f.signatures])
     """, {"NUMBA_NUM_THREADS": "2"})

@@ -168,6 +168,12 @@ def warmup(dtypes=("float32", "float64")):
         w = np.zeros((2, 4), dtype=dt)
         k.adam_step_outer(w, a, a, w.copy(), w.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0)
         k.sum_squares(p)
+        # a dense layer's three products: x @ W, x.T @ dy, dy @ W.T (the MKL kernel, if
+        # used, compiles once per operand layout)
+        out = np.zeros((4, 4), dtype=dt)
+        k.matmul(a.T, a, out)
+        k.matmul(a, a.T, out[:2, :2].copy())
+        k.matmul(a, np.zeros((4, 4), dtype=dt), a.copy())
         # the prange twins, taken from PARALLEL_MIN values (Adam's only with 2+ threads)
         big = np.zeros((8, PARALLEL_MIN // 8), dtype=dt)
         k.bernoulli_nll(big, big, 1.0, big.copy())

@@ -69,7 +69,7 @@ def _call_gemm(typingctx, fn, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, 
     return sig, codegen
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, inline="always")
 def _layout(rows, cols, s0, s1, item):
     """``(trans, ld)`` for an operand of shape ``(rows, cols)`` and byte strides
     ``(s0, s1)`` as BLAS takes it (row-major, or column-major with ``trans``); trans is 0
@@ -85,7 +85,7 @@ def _layout(rows, cols, s0, s1, item):
     return 0, 0
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, inline="always")
 def _span(arr):
     """First and one-past-last byte address ``arr`` touches (strides may be negative)."""
     lo = hi = arr.ctypes.data
@@ -98,7 +98,7 @@ def _span(arr):
     return lo, hi + arr.itemsize
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, inline="always")
 def _overlap(x, y):
     xlo, xhi = _span(x)
     ylo, yhi = _span(y)

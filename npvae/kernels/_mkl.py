@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from npvae.kernels._openblas import mapped_files
+
 LP64 = 0  # MKL_INTERFACE_LP64
 SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL
 
@@ -52,14 +54,8 @@ class Mkl:
 
 
 def loaded_already():
-    """Paths of MKL libraries this process has mapped (``/proc/self/maps``)."""
-    try:
-        with open("/proc/self/maps") as f:
-            fields = (line.split(maxsplit=5) for line in f)
-            return sorted({row[5].strip() for row in fields
-                           if len(row) == 6 and "libmkl_" in row[5]})
-    except OSError:
-        return []
+    """Paths of MKL libraries this process has mapped."""
+    return [p for p in mapped_files() or [] if "libmkl_" in Path(p).name]
 
 
 def load():

@@ -9,6 +9,17 @@ from pathlib import Path
 import numpy as np
 
 
+def mapped_files():
+    """Sorted paths of the files this process has mapped (``/proc/self/maps``), or None
+    where that cannot be read (not Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            fields = (line.split(maxsplit=5) for line in f)
+            return sorted({row[5].strip() for row in fields if len(row) == 6})
+    except OSError:
+        return None
+
+
 def numpy_openblas():
     """``(library, setter)`` of the OpenBLAS bundled with NumPy, or None.
 
@@ -17,13 +28,10 @@ def numpy_openblas():
     prefix and suffix (``scipy_openblas_..._64_``, or plain).
     """
     libs_dir = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-    try:
-        with open("/proc/self/maps") as f:
-            fields = (line.split(maxsplit=5) for line in f)
-            paths = {row[5].strip() for row in fields if len(row) == 6}
-    except OSError:
+    paths = mapped_files()
+    if paths is None:
         return None
-    for path in sorted(paths):
+    for path in paths:
         p = Path(path)
         if p.parent != libs_dir or "openblas" not in p.name:
             continue
