@@ -4,7 +4,7 @@
     python bench/gemm_peers.py --threads 1 --rounds 5
 
 npvae does its matrix products with Intel MKL when the ``mkl`` wheel is installed (one
-single-threaded call per thread of Numba's pool: ``npvae.kernels._gemm``), else with
+single-threaded call per thread of Numba's pool: ``npvae.plumbing.gemm``), else with
 ``np.dot`` (NumPy's BLAS: OpenBLAS in the PyPI wheels); PyTorch's CPU build has its own
 GEMM (MKL / oneDNN). Where a training step is mostly GEMM time, the ratio of the GEMMs
 bounds the ratio of the libraries' steps, whatever the rest of the code does. This script

@@ -125,7 +125,7 @@ def _operands(g, rng):
 
 
 def mkl_matmul(threads):
-    """npvae's MKL GEMM (``npvae.kernels._gemm``), split over ``threads`` of Numba's, if
+    """npvae's MKL GEMM (``npvae.plumbing.gemm``), split over ``threads`` of Numba's, if
     npvae uses MKL here; else None."""
     from npvae.kernels import gemm_info, get_kernels
 

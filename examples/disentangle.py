@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from npvae import VAE
 from npvae.apps import mig, traverse
 from npvae.datasets import load_dataset
-from npvae.metrics import kl_per_dimension
+from npvae.inference.metrics import kl_per_dimension
 
 
 def main(argv=None):

@@ -1,5 +1,5 @@
 """Print the measured relative error of every hand-written gradient: a table a learner can
-rerun. Float64, central differences; see npvae/gradcheck.py and docs/math.md.
+rerun. Float64, central differences; see npvae/core/gradcheck.py and docs/math.md.
 
     python examples/gradcheck_report.py
 """
@@ -7,12 +7,12 @@ rerun. Float64, central differences; see npvae/gradcheck.py and docs/math.md.
 import _common  # noqa: F401  (lets the example run from a clone)
 import numpy as np
 
-from npvae.activations import ACTIVATIONS
-from npvae.gradcheck import check_model, numerical_vjp, rel_error
-from npvae.layers import Dense
-from npvae.likelihoods import LIKELIHOODS
-from npvae.model import VAEModel
-from npvae.params import ParamBuffer
+from npvae.core.activations import ACTIVATIONS
+from npvae.core.gradcheck import check_model, numerical_vjp, rel_error
+from npvae.core.layers import Dense
+from npvae.core.likelihoods import LIKELIHOODS
+from npvae.core.model import VAEModel
+from npvae.core.params import ParamBuffer
 
 
 def dense_error(act, rng):

@@ -11,14 +11,14 @@ Quick start::
     opt.step()
 """
 
-from npvae.activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
-from npvae.layers import MLP, Dense
-from npvae.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, GaussianScalar
-from npvae.model import VAEModel
-from npvae.optim import SGD, Adam, global_norm
-from npvae.params import ParamBuffer
-from npvae.train import Trainer, TrainingDiverged
-from npvae.vae import VAE
+from npvae.core.activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from npvae.core.layers import MLP, Dense
+from npvae.core.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, GaussianScalar
+from npvae.core.model import VAEModel
+from npvae.core.optim import SGD, Adam, global_norm
+from npvae.core.params import ParamBuffer
+from npvae.training.estimator import VAE
+from npvae.training.trainer import Trainer, TrainingDiverged
 
 load = VAE.load
 

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from npvae._checks import positive_int
+from npvae.core.checks import positive_int
 
 __all__ = [
     "image_grid",

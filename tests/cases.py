@@ -4,8 +4,8 @@
 class that has no entry here, so nothing ships without a gradient check.
 """
 
-from npvae.activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
-from npvae.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, GaussianScalar
+from npvae.core.activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from npvae.core.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, GaussianScalar
 
 ACTIVATION_CASES = {
     Identity: [Identity()],

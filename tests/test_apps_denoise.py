@@ -8,8 +8,8 @@ import pytest
 
 from npvae import VAE
 from npvae.apps import corrupt
-from npvae.io import load_checkpoint
-from npvae.train import Callback
+from npvae.training.checkpoint import load_checkpoint
+from npvae.training.trainer import Callback
 
 FIT = {"batch_size": 64, "progress": False}
 
@@ -94,7 +94,7 @@ def test_corrupted_run_is_reproducible_and_resumes_exactly(tmp_path, x):
 def test_uncorrupted_runs_unchanged_by_the_extra_stream(x):
     """The corruption stream is a 5th child of the same SeedSequence: the first four (and
     so every run without corruption) are what they were."""
-    import npvae.train as tr
+    import npvae.training.trainer as tr
     t = tr.Trainer(model(), seed=3)
     t.model.build(16)
     t._reset()

@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from npvae.core.model import VAEModel
 from npvae.kernels import default_backend, get_kernels
-from npvae.model import VAEModel
 
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 2e-5)])
@@ -114,7 +114,8 @@ def test_warmup_compiles_every_kernel():
     pytest.importorskip("numba")
     out = run("""
         import numba
-        from npvae.kernels import _gemm, _numba, warmup
+        from npvae.kernels import _numba, warmup
+        from npvae.plumbing import gemm as _gemm
         warmup()
         modules = [_numba] + ([_gemm] if _gemm.provider()[0] is not None else [])
         print([name for m in modules for name, f in vars(m).items()

@@ -1,4 +1,4 @@
-"""NumPy's BLAS on Numba's pool (npvae.kernels._blas_pool): same products, same training;
+"""NumPy's BLAS on Numba's pool (npvae.plumbing.blas_pool): same products, same training;
 safe with other Python threads, with fewer Numba threads, and after a fork."""
 
 import ctypes
@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("numba")
 
 from npvae import Adam  # noqa: E402
+from npvae.core.model import VAEModel  # noqa: E402
 from npvae.kernels import get_kernels  # noqa: E402
-from npvae.model import VAEModel  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def off(pool):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_products_are_bitwise_the_same_on_either_pool(pool, off, dtype):
-    from npvae.kernels._blas_pool import _callback
+    from npvae.plumbing.blas_pool import _callback
 
     pairs = products(np.random.default_rng(0), dtype)
     assert pool.active and installed(pool) == _callback.address

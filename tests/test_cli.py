@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from npvae import runs
-from npvae.cli import main
-from npvae.vae import VAE
+from npvae.cli import main, runs
+from npvae.training.estimator import VAE
 from tests.test_train import KillAt  # sends a signal mid-run, as Ctrl-C would
 
 TINY = ["--n-train", "256", "--n-test", "64", "--hidden", "32", "--latent-dim", "3",

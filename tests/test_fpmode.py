@@ -1,4 +1,4 @@
-"""The Adam kernels' flush-to-zero mode (npvae.kernels._fpmode) stays inside their loops:
+"""The Adam kernels' flush-to-zero mode (npvae.plumbing.fpmode) stays inside their loops:
 every thread's floating-point mode is as before once a kernel returns, and subnormal
 numbers still work everywhere else."""
 
@@ -8,7 +8,8 @@ import pytest
 pytest.importorskip("numba")
 from numba import njit, prange  # noqa: E402
 
-from npvae.kernels import _fpmode, _numba, _reference  # noqa: E402
+from npvae.kernels import _numba, _reference
+from npvae.plumbing import fpmode as _fpmode  # noqa: E402
 
 needs_x86 = pytest.mark.skipif(not _fpmode.AVAILABLE, reason="MXCSR is x86's")
 TINY = np.finfo(np.float32).tiny

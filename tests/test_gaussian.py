@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npvae.gradcheck import check_vjp, numerical_vjp, rel_error
+from npvae.core.gradcheck import check_vjp, numerical_vjp, rel_error
 from npvae.kernels import get_kernels
 from tests.strategies import batch, seeds, width
 

@@ -1,4 +1,4 @@
-"""The numba backend's GEMM (npvae.kernels._gemm: MKL split over Numba's threads) against
+"""The numba backend's GEMM (npvae.plumbing.gemm: MKL split over Numba's threads) against
 ``np.dot``, on every layout a dense layer passes and on the ones BLAS cannot take.
 
 Two GEMMs that sum in different orders agree to the rounding bound of a dot product:
@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from tests.strategies import seeds
 
 pytest.importorskip("numba")
-from npvae.kernels import _gemm, _mkl  # noqa: E402
+from npvae.plumbing import gemm as _gemm
+from npvae.plumbing import mkl as _mkl  # noqa: E402
 
 MKL, WHY = _gemm.provider()
 needs_mkl = pytest.mark.skipif(MKL is None, reason=f"MKL not used here: {WHY}")
@@ -154,7 +155,7 @@ def test_mkl_of_another_library_is_left_alone(how):
     the process's mappings cannot be read."""
     code = (
         "import ctypes\n"
-        "from npvae.kernels import _mkl\n"
+        "from npvae.plumbing import mkl as _mkl\n"
         "lib = ctypes.CDLL(str(_mkl.candidates()[0]))\n"
         "lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]\n"
         "lib.MKL_Set_Threading_Layer(0)\n"  # INTEL: MKL's own OpenMP threads

@@ -1,4 +1,4 @@
-"""Tests for npvae.io: round trips, atomic writes, and damaged files."""
+"""Tests for npvae.training.checkpoint: round trips, atomic writes, and damaged files."""
 
 import io
 import json
@@ -12,8 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from npvae import io as ckpt
-from npvae.io import CheckpointError, check_shapes, load_checkpoint, save_checkpoint
+from npvae.training import checkpoint as ckpt
+from npvae.training.checkpoint import (
+    CheckpointError,
+    check_shapes,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def _arrays():

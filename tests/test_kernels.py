@@ -100,7 +100,7 @@ def test_kernels_without_numpys_exp_loop(dtype, n, monkeypatch):
     """Where NumPy offers no exp loop the kernels take Numba's scalar exp: they must still
     agree with the reference, small and large (prange) alike."""
     from npvae.kernels import _numba
-    from npvae.kernels._ufunc_loop import NO_LOOP
+    from npvae.plumbing.ufunc_loop import NO_LOOP
 
     assert _numba._exp_loop(dtype) != NO_LOOP  # else the tests above cover only the fallback
     monkeypatch.setattr(_numba, "_exp_loop", lambda dtype: NO_LOOP)

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from npvae.gradcheck import check_vjp, numerical_vjp, rel_error
-from npvae.layers import MLP, Dense
-from npvae.params import ParamBuffer
+from npvae.core.gradcheck import check_vjp, numerical_vjp, rel_error
+from npvae.core.layers import MLP, Dense
+from npvae.core.params import ParamBuffer
 from tests.cases import ACTIVATIONS, is_kinked
 from tests.strategies import arrays, batch, seeds, width
 
@@ -41,7 +41,7 @@ def test_activation_is_finite_at_extremes(act):
 
 
 def test_relu_family_masks_are_exact():
-    from npvae.activations import LeakyReLU, ReLU
+    from npvae.core.activations import LeakyReLU, ReLU
 
     a = np.array([[-2.0, -1e-300, 0.0, 1e-300, 3.0]])
     np.testing.assert_array_equal(ReLU().derivative(ReLU().forward(a)), [[0, 0, 0, 1, 1]])

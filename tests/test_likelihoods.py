@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npvae.gradcheck import check_vjp, rel_error
+from npvae.core.gradcheck import check_vjp, rel_error
+from npvae.core.likelihoods import Bernoulli, GaussianFixed, get_likelihood
+from npvae.core.params import ParamBuffer
 from npvae.kernels import get_kernels
-from npvae.likelihoods import Bernoulli, GaussianFixed, get_likelihood
-from npvae.params import ParamBuffer
 from tests.cases import LIKELIHOOD_CASES
 from tests.strategies import batch, seeds, width
 

@@ -1,13 +1,13 @@
-"""npvae.metrics against exact answers: a linear-Gaussian VAE whose log p(x) and posterior
+"""npvae.inference.metrics against exact answers: a linear-Gaussian VAE whose log p(x) and posterior
 are known in closed form, plus active units and the KL per dimension."""
 
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-import npvae.metrics as metrics
-from npvae.metrics import active_units, elbo_terms, iwae_log_likelihood, kl_per_dimension
-from npvae.vae import VAE
+import npvae.inference.metrics as metrics
+from npvae.inference.metrics import active_units, elbo_terms, iwae_log_likelihood, kl_per_dimension
+from npvae.training.estimator import VAE
 
 D, Z = 5, 2
 

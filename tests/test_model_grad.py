@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from npvae.gradcheck import check_model
-from npvae.model import VAEModel
+from npvae.core.gradcheck import check_model
+from npvae.core.model import VAEModel
 from tests.cases import LIKELIHOOD_NAMES, SMOOTH_NAMES
 
 TOL = 1e-6

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npvae.optim import SGD, Adam, global_norm
-from npvae.params import ParamBuffer
+from npvae.core.optim import SGD, Adam, global_norm
+from npvae.core.params import ParamBuffer
 from tests.strategies import seeds
 
 
@@ -136,7 +136,7 @@ def test_hyper_parameter_errors():
 @pytest.mark.parametrize("cond", [0, 2])
 def test_fused_train_step_equals_loss_and_grad_then_step(n, cond):
     """train_step fuses x.T @ delta into Adam for small batches: same parameters."""
-    from npvae.model import VAEModel
+    from npvae.core.model import VAEModel
 
     kw = dict(hidden=(200,), cond_dim=cond, dtype="float64", seed=4, n_samples=1)
     a, b = VAEModel(300, 4, **kw), VAEModel(300, 4, **kw)
@@ -156,7 +156,7 @@ def test_fused_train_step_equals_loss_and_grad_then_step(n, cond):
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_train_step_refuses_a_non_finite_loss_before_updating():
-    from npvae.model import VAEModel
+    from npvae.core.model import VAEModel
 
     m = VAEModel(4, 2, hidden=(3,), likelihood="gaussian", dtype="float64")
     opt = Adam(m.params)

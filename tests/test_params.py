@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from npvae.model import VAEModel
-from npvae.params import ParamBuffer
+from npvae.core.model import VAEModel
+from npvae.core.params import ParamBuffer
 
 
 def test_views_share_memory_with_the_flat_buffers():
@@ -46,7 +46,7 @@ def test_same_seed_same_weights_different_seed_different():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [0, 1, 1000, 652824])
 def test_staggered_zeros_start_apart_in_the_page(dtype, size):
-    from npvae.params import PAGE, STAGGER, staggered_zeros
+    from npvae.core.params import PAGE, STAGGER, staggered_zeros
 
     for slot in range(4):
         a = staggered_zeros(size, dtype, slot)

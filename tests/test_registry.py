@@ -3,9 +3,9 @@ class of the package must appear in tests/cases.py, which the gradient tests run
 
 import inspect
 
-import npvae.activations
-import npvae.layers
-import npvae.likelihoods
+import npvae.core.activations
+import npvae.core.layers
+import npvae.core.likelihoods
 from tests.cases import ACTIVATION_CASES, LAYER_CASES, LIKELIHOOD_CASES
 
 
@@ -20,17 +20,17 @@ def public_classes(module, base=None):
 
 
 def test_every_activation_has_gradient_cases():
-    classes = public_classes(npvae.activations, npvae.activations.Activation)
+    classes = public_classes(npvae.core.activations, npvae.core.activations.Activation)
     assert classes == set(ACTIVATION_CASES), "add the new activation to tests/cases.py"
 
 
 def test_every_likelihood_has_gradient_cases():
-    classes = public_classes(npvae.likelihoods, npvae.likelihoods.Likelihood)
+    classes = public_classes(npvae.core.likelihoods, npvae.core.likelihoods.Likelihood)
     assert classes == set(LIKELIHOOD_CASES), "add the new likelihood to tests/cases.py"
 
 
 def test_every_layer_class_has_gradient_tests():
-    classes = {c.__name__ for c in public_classes(npvae.layers)}
+    classes = {c.__name__ for c in public_classes(npvae.core.layers)}
     assert classes == set(LAYER_CASES), "add gradient tests for the new layer class"
 
 

@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-import npvae.train as train_mod
-from npvae.io import CheckpointError, load_checkpoint
-from npvae.train import Callback, TrainingDiverged, lr_factor
-from npvae.vae import VAE
+import npvae.training.trainer as train_mod
+from npvae.training.checkpoint import CheckpointError, load_checkpoint
+from npvae.training.estimator import VAE
+from npvae.training.trainer import Callback, TrainingDiverged, lr_factor
 
 # 300 rows in batches of 64: 5 steps per epoch, the last one of 44 rows
 FIT = {"batch_size": 64, "progress": False}
@@ -242,3 +242,32 @@ def test_threads_and_progress_bar(x, capsys):
     err = capsys.readouterr().err
     assert "epoch 2/2" in err and "loss=" in err
     assert len(m.history_) == 2
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_fit_runs_train_step_the_step_the_benchmark_times(batch_size, monkeypatch):
+    """fit's steps are VAEModel.train_step's (at batch 1 the fused Adam path), and a hand
+    loop of train_step over the trainer's batches and noise gives the same weights."""
+    from npvae.core.model import VAEModel
+    from npvae.core.optim import Adam
+
+    x = prototypes(n=14, d=256)
+    calls = []
+    real = VAEModel.train_step
+    monkeypatch.setattr(VAEModel, "train_step",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    kw = {"latent_dim": 3, "hidden": (128,), "seed": 3}  # 256 x 128 weights: fused at 1 row
+    fitted = VAE(**kw).fit(x, epochs=1, batch_size=batch_size, lr=1e-3, progress=False)
+    assert len(calls) == -(-len(x) // batch_size)
+    monkeypatch.setattr(VAEModel, "train_step", real)
+
+    by_hand = VAE(input_dim=256, **kw)
+    opt = Adam(by_hand.params, lr=1e-3)
+    ss = np.random.SeedSequence([3, 0x6E70]).spawn(5)  # the trainer's streams (train.py)
+    shuffle, noise = np.random.default_rng(ss[0]), np.random.default_rng(ss[1])
+    perm = shuffle.permutation(len(x))
+    xs = x.astype(np.float32)
+    for b in range(0, len(x), batch_size):
+        by_hand.train_step(xs[perm[b:b + batch_size]], opt, rng=noise, beta=1.0,
+                           free_bits=0.0, check_input=False)
+    np.testing.assert_array_equal(fitted.params.data, by_hand.params.data)

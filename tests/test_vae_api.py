@@ -1,11 +1,11 @@
-"""The estimator API of npvae.vae.VAE: fit, transform, sample, reconstruct, elbo,
+"""The estimator API of npvae.training.estimator.VAE: fit, transform, sample, reconstruct, elbo,
 log_likelihood, save/load and argument validation."""
 
 import numpy as np
 import pytest
 
-from npvae.io import CheckpointError, load_checkpoint, save_checkpoint
-from npvae.vae import VAE
+from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from npvae.training.estimator import VAE
 
 
 def prototypes(n=300, d=16, flip=0.05, seed=0):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from npvae.model import VAEModel
-from npvae.params import ParamBuffer
+from npvae.core.model import VAEModel
+from npvae.core.params import ParamBuffer
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ Importing this package loads NumPy only; matplotlib is imported when a figure is
 """
 
 from npvae.apps.conditional import CenteredKNN, class_samples, one_hot
-from npvae.apps.corruption import CORRUPTIONS, corrupt
 from npvae.apps.disentangle import (
     discretize,
     entropy,
@@ -21,6 +20,7 @@ from npvae.apps.disentangle import (
 )
 from npvae.apps.inpaint import half_mask, inpaint, inpaint_report, random_mask
 from npvae.apps.latent import LatentMap, interpolate, latent_map, lerp, pca, slerp, traverse
+from npvae.training.corruption import CORRUPTIONS, corrupt
 
 __all__ = [
     "one_hot", "class_samples", "CenteredKNN", "CORRUPTIONS", "corrupt",

@@ -11,7 +11,7 @@ Threads. A training step alternates GEMMs (NumPy's BLAS) with npvae's parallel k
 (Numba's OpenMP pool). With two pools on two cores, the idle threads of one spin on the core
 the other needs next. So loading the ``numba`` backend makes it one pool: when NumPy's BLAS
 is the OpenBLAS its wheel bundles, npvae hands OpenBLAS's parallel jobs to Numba's pool
-(:mod:`npvae.kernels._blas_pool`; for the whole process, ``NPVAE_BLAS_POOL=0`` turns it
+(:mod:`npvae.plumbing.blas_pool`; for the whole process, ``NPVAE_BLAS_POOL=0`` turns it
 off), and the pool starts with ``GOMP_SPINCOUNT=3000000``: its idle threads spin for tens of
 milliseconds, as OpenBLAS's own do, so that the next GEMM finds them awake. Otherwise
 Numba's pool is started with ``OMP_WAIT_POLICY=PASSIVE``, so that its threads sleep when a
@@ -79,18 +79,18 @@ def gemm_info(backend=None):
 
     The numpy backend always uses ``np.dot``. The numba backend uses Intel MKL, split over
     Numba's threads, when the ``mkl`` wheel is installed (``pip install "npvae[mkl]"``),
-    unless ``NPVAE_GEMM=numpy``: see :mod:`npvae.kernels._gemm`.
+    unless ``NPVAE_GEMM=numpy``: see :mod:`npvae.plumbing.gemm`.
     """
     if get_kernels(backend).name == "numpy":
         return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)",
                 "why": "the numpy backend is the reference"}
-    from npvae.kernels import _gemm
+    from npvae.plumbing import gemm as _gemm
 
     return _gemm.info()
 
 
 class _NoPool:
-    """Stand-in for :class:`~npvae.kernels._blas_pool.BlasPool` where none is installed."""
+    """Stand-in for :class:`~npvae.plumbing.blas_pool.BlasPool` where none is installed."""
 
     available = active = False
     library = None
@@ -104,10 +104,10 @@ SPIN_COUNT = "3000000"  # libgomp spin iterations before an idle thread sleeps: 
 
 def _start_numba_pool():
     """Start Numba's thread pool (see the module docstring); return what
-    :func:`npvae.kernels._blas_pool.install` returned."""
+    :func:`npvae.plumbing.blas_pool.install` returned."""
     import numba
 
-    from npvae.kernels._openblas import numpy_openblas
+    from npvae.plumbing.openblas import numpy_openblas
 
     found = numpy_openblas() if os.environ.get("NPVAE_BLAS_POOL", "1") != "0" else None
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
@@ -129,7 +129,7 @@ def _start_numba_pool():
 def _blas_pool(found):
     if found is None:
         return _NoPool()
-    from npvae.kernels._blas_pool import install  # compiles (or loads) the callback
+    from npvae.plumbing.blas_pool import install  # compiles (or loads) the callback
 
     return install(found)
 

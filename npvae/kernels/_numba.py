@@ -12,14 +12,14 @@ temporaries. How the loops are kept fast:
   which lets the sum vectorise; no flag that assumes away NaN or inf is ever set, so the
   finiteness checks downstream keep working.
 * ``exp`` is NumPy's own SIMD loop, called from inside the kernels on the rows they work
-  on (:mod:`npvae.kernels._ufunc_loop`); Numba's ``np.exp`` is a scalar libm call, about
+  on (:mod:`npvae.plumbing.ufunc_loop`); Numba's ``np.exp`` is a scalar libm call, about
   20x slower per value.
 * Adam's moments are flushed below ``tiny`` by the CPU's flush-to-zero mode, set for the
-  length of the loop (:mod:`npvae.kernels._fpmode`), not by a compare per value.
+  length of the loop (:mod:`npvae.plumbing.fpmode`), not by a compare per value.
 * Large buffers go to a ``prange`` twin of the loop (each thread writes its own
   elements); small ones stay serial, where a thread launch costs more than it saves.
 * Numba's pool also runs NumPy's OpenBLAS jobs, so GEMMs and these loops never compete
-  for the cores (see :mod:`npvae.kernels` and :mod:`npvae.kernels._blas_pool`).
+  for the cores (see :mod:`npvae.kernels` and :mod:`npvae.plumbing.blas_pool`).
 
 Compilation is lazy (nothing compiles at import) and cached on disk unless
 ``NPVAE_NUMBA_CACHE=0``.
@@ -33,10 +33,10 @@ import threading
 import numpy as np
 from numba import njit, prange
 
-from npvae.kernels._fpmode import AVAILABLE as FTZ
-from npvae.kernels._fpmode import flush_to_zero, restore_fp_mode
-from npvae.kernels._gemm import matmul, thread_count  # noqa: F401 (matmul: a kernel here)
-from npvae.kernels._ufunc_loop import call_unary, unary_loop
+from npvae.plumbing.fpmode import AVAILABLE as FTZ
+from npvae.plumbing.fpmode import flush_to_zero, restore_fp_mode
+from npvae.plumbing.gemm import matmul, thread_count  # noqa: F401 (matmul: a kernel here)
+from npvae.plumbing.ufunc_loop import call_unary, unary_loop
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
 _OPTS = dict(cache=_CACHE, nogil=True, error_model="numpy")
@@ -134,7 +134,7 @@ def _exp_loop(dtype):
 @inline
 def _exp_rows(loop, a, lo, hi):
     """``a[lo:hi] = exp(a[lo:hi])`` in place, through NumPy's loop ``loop`` (see
-    :mod:`npvae.kernels._ufunc_loop`), or Numba's scalar exp if ``loop`` is ``NO_LOOP``."""
+    :mod:`npvae.plumbing.ufunc_loop`), or Numba's scalar exp if ``loop`` is ``NO_LOOP``."""
     if loop[0] != 0:
         if a.flags.c_contiguous:  # the rows are one run of memory: one call
             block = a[lo:hi]

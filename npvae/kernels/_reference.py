@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npvae.activations import from_code
+from npvae.core.activations import from_code
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -58,7 +58,7 @@ def bias_act(y, b, code, param):
         The GEMM output ``x @ W``; overwritten with the layer output.
     b : ndarray (H,)
     code, param : int, float
-        The activation (see :mod:`npvae.activations`).
+        The activation (see :mod:`npvae.core.activations`).
     """
     y += b
     y[...] = from_code(code, param).forward(y)

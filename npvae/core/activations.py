@@ -203,7 +203,7 @@ def get_activation(spec):
         return ACTIVATIONS[spec.lower().replace("-", "_")]()
     raise ValueError(
         f"unknown activation {spec!r}; choose one of {', '.join(ACTIVATIONS)} "
-        "or pass an npvae.activations.Activation instance"
+        "or pass an npvae.core.activations.Activation instance"
     )
 
 

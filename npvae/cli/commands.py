@@ -1,5 +1,5 @@
 """The commands of :mod:`npvae.cli`. Each takes the parsed arguments and returns an exit
-status, raising :class:`npvae.runs.CLIError` for user errors."""
+status, raising :class:`npvae.cli.runs.CLIError` for user errors."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import warnings
 
 import numpy as np
 
-from npvae import runs
-from npvae.runs import CHECKPOINT, CONFIG, METRICS, CLIError
+from npvae.cli import runs
+from npvae.cli.runs import CHECKPOINT, CONFIG, METRICS, CLIError
 
 __all__ = ["train", "sample", "reconstruct", "eval", "info"]
 
@@ -43,7 +43,7 @@ def _explicit(args):
 # ----------------------------------------------------------------------------- train
 def _train_options(args):
     """``(options, run_dir or None, resuming)`` from the arguments (and a resumed run)."""
-    from npvae.cli import TRAIN_DEFAULTS
+    from npvae.cli.parser import TRAIN_DEFAULTS
 
     given = _explicit(args)
     if args.resume is None:
@@ -85,7 +85,7 @@ def _prepare_run_dir(args, opts):
 
 
 def _build_model(opts, input_dim, cond_dim):
-    from npvae.vae import VAE
+    from npvae.training.estimator import VAE
     try:
         return VAE(input_dim=input_dim, latent_dim=opts["latent_dim"], hidden=opts["hidden"],
                    activation=opts["activation"], likelihood=opts["likelihood"],
@@ -105,7 +105,7 @@ def _dataset_info(ds, x_test, classes):
 
 
 def train(args, callbacks=()):
-    from npvae.train import TrainingDiverged
+    from npvae.training.trainer import TrainingDiverged
 
     opts, run_dir, resuming = _train_options(args)
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
@@ -311,7 +311,7 @@ def reconstruct(args, callbacks=()):
 
 
 def eval(args, callbacks=()):  # noqa: A001 - the command's name
-    from npvae import metrics
+    from npvae.inference import metrics
 
     model, ckpt, run_cfg, _ = _load(args)
     ds, x_test, y = _eval_data(args, model, run_cfg)

@@ -1,20 +1,20 @@
-"""The estimator: :class:`VAE`, a :class:`~npvae.model.VAEModel` with a scikit-learn-style
+"""The estimator: :class:`VAE`, a :class:`~npvae.core.model.VAEModel` with a scikit-learn-style
 surface (``fit``, ``transform``, ``score``), generation, evaluation and persistence.
 
-The training loop lives in :mod:`npvae.train`, the evaluation maths in
-:mod:`npvae.metrics`; this module only wires them to the model.
+The training loop lives in :mod:`npvae.training.trainer`, the evaluation maths in
+:mod:`npvae.inference.metrics`; this module only wires them to the model.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from npvae import _checks as chk
-from npvae import metrics
-from npvae.activations import ACTIVATIONS, get_activation
-from npvae.io import CheckpointError, load_checkpoint, save_checkpoint
-from npvae.model import VAEModel
-from npvae.train import CHECKPOINT_KIND, Trainer, param_arrays, restore_params
+from npvae.core import checks as chk
+from npvae.core.activations import ACTIVATIONS, get_activation
+from npvae.core.model import VAEModel
+from npvae.inference import metrics
+from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from npvae.training.trainer import CHECKPOINT_KIND, Trainer, param_arrays, restore_params
 
 __all__ = ["VAE"]
 
@@ -24,7 +24,7 @@ _CTOR_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "ac
 
 
 class VAE(VAEModel):
-    """Variational autoencoder estimator; the constructor is :class:`~npvae.model.VAEModel`'s.
+    """Variational autoencoder estimator; the constructor is :class:`~npvae.core.model.VAEModel`'s.
 
     Loss convention: -ELBO per example, **summed over data and latent dimensions and
     averaged over the batch** (nats). :meth:`elbo` and :meth:`score` return the ELBO itself
@@ -115,7 +115,7 @@ class VAE(VAEModel):
         progress : bool, default True
             A tqdm bar per epoch with the running loss, recon and KL.
         callbacks : sequence
-            :class:`npvae.train.Callback` objects, or callables ``f(model, record)``
+            :class:`npvae.training.trainer.Callback` objects, or callables ``f(model, record)``
             called at the end of every epoch.
         warm_start : bool, default False
             Keep the current weights instead of re-initialising them from ``seed``.
@@ -126,7 +126,7 @@ class VAE(VAEModel):
             (equal odds) with that probability, ``"gaussian"`` adds
             ``corruption_level * N(0, 1)``. Drawn from its own seeded generator, which a
             checkpoint saves, so resuming stays exact. ``train_loss`` is then the de-noising
-            loss; validation encodes clean data. See :mod:`npvae.apps.corruption`.
+            loss; validation encodes clean data. See :mod:`npvae.training.corruption`.
         corruption_level : float, default 0.3
             Probability (``"mask"``, ``"salt-pepper"``) or noise standard deviation
             (``"gaussian"``).
@@ -137,7 +137,7 @@ class VAE(VAEModel):
 
         Raises
         ------
-        npvae.train.TrainingDiverged
+        npvae.training.trainer.TrainingDiverged
             The loss or gradient became NaN/inf; the weights are rolled back to the start
             of that epoch and the last checkpoint is left as it was.
         """
@@ -220,13 +220,13 @@ class VAE(VAEModel):
 
     def log_likelihood(self, X, y=None, *, k=100, rng=None, batch_size=256):
         """Per-example IWAE estimate of log p(x) with ``k`` importance samples, shape (N,);
-        see :func:`npvae.metrics.iwae_log_likelihood`."""
+        see :func:`npvae.inference.metrics.iwae_log_likelihood`."""
         return metrics.iwae_log_likelihood(self, X, y, k=k, rng=rng, batch_size=batch_size)
 
     # ----------------------------------------------------------------- persistence
     def save(self, path):
         """Write the weights, the constructor config and ``history_`` to one ``.npz`` file
-        (atomically; see :mod:`npvae.io`). Reload with :meth:`VAE.load`."""
+        (atomically; see :mod:`npvae.training.checkpoint`). Reload with :meth:`VAE.load`."""
         self._require_built()
         config = {**self.config(), "history": list(getattr(self, "history_", []))}
         save_checkpoint(path, param_arrays(self), config, kind=CHECKPOINT_KIND)
@@ -247,7 +247,7 @@ class VAE(VAEModel):
 
         Raises
         ------
-        npvae.io.CheckpointError
+        npvae.training.checkpoint.CheckpointError
             The file is damaged, or its arrays do not fit the model its config describes.
         """
         arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)

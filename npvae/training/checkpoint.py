@@ -288,7 +288,8 @@ def _read_meta(npz, path):
     if META_KEY not in npz.files:
         raise CheckpointError(
             f"{path} is not an npvae checkpoint: it is an .npz without the {META_KEY!r} "
-            "entry (a plain np.savez file?); write it with npvae.io.save_checkpoint"
+            "entry (a plain np.savez file?); write it with "
+            "npvae.training.checkpoint.save_checkpoint"
         )
     try:
         raw = npz[META_KEY]

@@ -1,5 +1,5 @@
 """Find the OpenBLAS that NumPy calls, and its thread-callback setter (no Numba here: this
-runs before Numba's thread pool starts; see :mod:`npvae.kernels._blas_pool`)."""
+runs before Numba's thread pool starts; see :mod:`npvae.plumbing.blas_pool`)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 npvae's GEMMs go to NumPy's BLAS unless the ``mkl`` wheel is installed
 (``pip install "npvae[mkl]"``). On the bench machine MKL's single-threaded sgemm was
 1.2-1.35x faster than NumPy's OpenBLAS at the model's shapes (784x400 weights, batch 128),
-and PyTorch's GEMMs are MKL's: see bench/README.md. :mod:`npvae.kernels._gemm` calls it.
+and PyTorch's GEMMs are MKL's: see bench/README.md. :mod:`npvae.plumbing.gemm` calls it.
 
 MKL is set up for that use, once, before its first call:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npvae.kernels._openblas import mapped_files
+from npvae.plumbing.openblas import mapped_files
 
 LP64 = 0  # MKL_INTERFACE_LP64
 SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL

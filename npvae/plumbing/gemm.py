@@ -1,7 +1,7 @@
 r"""``out = a @ b`` through MKL's GEMM, split over Numba's thread pool (numba backend).
 
 The reference is ``np.dot(a, b, out=out)`` (:func:`npvae.kernels._reference.matmul`), and
-it is what runs unless the ``mkl`` wheel is installed (see :mod:`npvae.kernels._mkl`).
+it is what runs unless the ``mkl`` wheel is installed (see :mod:`npvae.plumbing.mkl`).
 With MKL, a product is cut into one block of output columns per thread (rows when the
 output is taller than wide), and each thread makes one single-threaded ``cblas_?gemm``
 call on its block, inside a Numba ``prange``: the GEMMs run on the same pool of threads as
@@ -27,7 +27,7 @@ from llvmlite import ir
 from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
-from npvae.kernels import _mkl
+from npvae.plumbing import mkl as _mkl
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
@@ -188,7 +188,7 @@ def _one():
 def _single_threaded():
     """In a forked child: one MKL call per GEMM, no split. GNU OpenMP aborts a forked child
     that starts a parallel region, and a child may still run small batches, whose kernels
-    are serial (:mod:`npvae.kernels._blas_pool` gives OpenBLAS its own threads back)."""
+    are serial (:mod:`npvae.plumbing.blas_pool` gives OpenBLAS its own threads back)."""
     _state["threads"] = _one
 
 

@@ -78,10 +78,10 @@ def read_run_config(run_dir):
 
 
 def load_model(ckpt):
-    """``(model, checkpoint config)``: a :class:`~npvae.vae.VAE` holding the weights the run
+    """``(model, checkpoint config)``: a :class:`~npvae.VAE` holding the weights the run
     ended with (the best epoch's when early stopping kept them, as ``fit`` does)."""
-    from npvae.io import CheckpointError, load_checkpoint
-    from npvae.vae import VAE
+    from npvae.training.checkpoint import CheckpointError, load_checkpoint
+    from npvae.training.estimator import VAE
 
     try:
         model = VAE.load(ckpt)  # the best epoch's weights, as fit leaves them
@@ -317,7 +317,7 @@ def make_figures(run_dir, model, history, x_test, labels=None, *, image_shape=No
 def _traversals(model, x0, y0, shape, path, steps=9, limit=16):
     """A row per latent dimension: z = mu(x0) with z_j swept over -3..3."""
     from npvae import plot
-    from npvae.metrics import kl_per_dimension
+    from npvae.inference.metrics import kl_per_dimension
 
     values = np.linspace(-3.0, 3.0, steps)
     mu = model.encode(x0, y0)[0][0]

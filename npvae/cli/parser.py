@@ -1,22 +1,19 @@
-"""The ``npvae`` command line: ``train``, ``sample``, ``reconstruct``, ``eval``, ``info``.
+"""The ``npvae`` argument parser: every command's options, their defaults and help texts.
 
 ``npvae train`` with no arguments trains a VAE on the built-in sprites (no download) and
 writes a run folder with the checkpoint, the metrics and the figures. The other commands take
 a run folder (or a ``.npz`` checkpoint). User errors print one line to stderr and exit with
 status 2; ``main`` returns the exit status instead of raising ``SystemExit``.
 
-The commands themselves live in :mod:`npvae.cli_commands`, the run-folder and figure helpers
-in :mod:`npvae.runs`.
+The commands themselves live in :mod:`npvae.cli.commands`, the run-folder and figure helpers
+in :mod:`npvae.cli.runs`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from npvae.runs import CLIError
-
-__all__ = ["main", "build_parser", "TRAIN_DEFAULTS", "parse_hidden"]
+__all__ = ["build_parser", "TRAIN_DEFAULTS", "parse_hidden"]
 
 # Defaults of the options that define a run. The parser's defaults are None, so that the
 # options given on the command line can be told apart (they override a resumed run's).
@@ -247,31 +244,3 @@ def build_parser():
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func="info")
     return parser
-
-
-def main(argv=None, *, callbacks=()):
-    """Run the command line; return the exit status (0 ok, 1 training diverged, 2 user
-    error, 130 interrupted by Ctrl-C, 143 by SIGTERM). ``callbacks`` are passed to
-    ``VAE.fit`` by ``train``."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a bad option (message printed)
-        return exc.code if isinstance(exc.code, int) else 2
-    if args.command is None:
-        parser.print_help()
-        return 0
-    from npvae import cli_commands
-
-    try:
-        return getattr(cli_commands, args.func)(args, callbacks=callbacks) or 0
-    except CLIError as exc:
-        print(f"npvae {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"npvae {args.command}: aborted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -171,7 +171,7 @@ class BlasPool:
 
 def install(found):
     """Install the callback into the library ``found`` describes
-    (:func:`npvae.kernels._openblas.numpy_openblas`); return a :class:`BlasPool`."""
+    (:func:`npvae.plumbing.openblas.numpy_openblas`); return a :class:`BlasPool`."""
     import numba
 
     if found is None or numba.threading_layer() != "omp":

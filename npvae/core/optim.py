@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from npvae import _checks as chk
+from npvae.core import checks as chk
+from npvae.core.params import staggered_zeros
 from npvae.kernels import get_kernels
-from npvae.params import staggered_zeros
 
 __all__ = ["Adam", "SGD", "global_norm"]
 

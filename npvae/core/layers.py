@@ -1,7 +1,7 @@
 r"""Dense layers and multi-layer perceptrons with hand-written backward passes.
 
 A :class:`Dense` layer computes ``y = f(x @ W + b)`` with ``W`` of shape ``(in, out)``.
-Its parameters are views into a :class:`~npvae.params.ParamBuffer`, and its backward pass
+Its parameters are views into a :class:`~npvae.core.params.ParamBuffer`, and its backward pass
 *writes* (never accumulates) ``dW`` and ``db`` into the gradient buffer, so no
 ``zero_grad`` is needed. Forward and backward take the buffers to write into, so a model
 that keeps one workspace per batch size allocates nothing per step.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npvae.activations import get_activation
+from npvae.core.activations import get_activation
 from npvae.kernels import get_kernels
 
 __all__ = ["Dense", "MLP"]

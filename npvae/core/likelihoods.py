@@ -178,5 +178,5 @@ def get_likelihood(spec, **kwargs):
         return LIKELIHOODS[spec.lower()](**kwargs)
     raise ValueError(
         f"unknown likelihood {spec!r}; choose one of {', '.join(LIKELIHOODS)} "
-        "or pass an npvae.likelihoods.Likelihood instance"
+        "or pass an npvae.core.likelihoods.Likelihood instance"
     )

@@ -22,11 +22,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from npvae import _checks as chk
+from npvae.core import checks as chk
+from npvae.core.layers import MLP
+from npvae.core.likelihoods import get_likelihood
+from npvae.core.params import ParamBuffer
 from npvae.kernels import get_kernels
-from npvae.layers import MLP
-from npvae.likelihoods import get_likelihood
-from npvae.params import ParamBuffer
 
 __all__ = ["VAEModel"]
 
@@ -300,7 +300,7 @@ class VAEModel:
     def train_step(self, x, optimizer, y=None, **loss_kw):
         """One optimisation step: :meth:`loss_and_grad`, then ``optimizer.step()``.
 
-        With :class:`~npvae.optim.Adam` (no clipping) and a small batch, the gradients of the
+        With :class:`~npvae.core.optim.Adam` (no clipping) and a small batch, the gradients of the
         large weight matrices are never formed: each is the product ``x.T @ delta`` of two
         thin matrices, and the Adam kernel computes it while updating, which saves writing
         and re-reading the gradient (``Adam.step(deferred=...)``). The result equals the
@@ -309,7 +309,7 @@ class VAEModel:
         Raises FloatingPointError, before any update, if the loss is not finite.
         Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
         """
-        from npvae.optim import Adam
+        from npvae.core.optim import Adam
 
         layers = ()
         rows = np.shape(x)[0] * self.n_samples
@@ -319,8 +319,7 @@ class VAEModel:
                            if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS)
         loss, parts = self.loss_and_grad(x, y, _defer=layers, **loss_kw)
         if not np.isfinite(loss):
-            raise FloatingPointError(f"the loss is {loss}; no update was made. Lower the "
-                                     "learning rate, or check the data for extreme values")
+            raise FloatingPointError(f"the loss is {loss}; no update was made")
         optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
         return loss, parts
 

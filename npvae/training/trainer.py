@@ -30,11 +30,16 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 from tqdm.auto import tqdm
 
-from npvae import _checks as chk
-from npvae.apps.corruption import CORRUPTIONS, check_corruption, corrupt
-from npvae.io import CheckpointError, check_shapes, load_checkpoint, save_checkpoint
-from npvae.metrics import elbo_terms
-from npvae.optim import SGD, Adam
+from npvae.core import checks as chk
+from npvae.core.optim import SGD, Adam
+from npvae.inference.metrics import elbo_terms
+from npvae.training.checkpoint import (
+    CheckpointError,
+    check_shapes,
+    load_checkpoint,
+    save_checkpoint,
+)
+from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
            "lr_factor", "thread_limits", "CHECKPOINT_KIND"]
@@ -142,7 +147,7 @@ def restore_params(model, arrays, path=None):
 
 
 class Trainer:
-    """Runs :meth:`npvae.vae.VAE.fit`; see that method for every argument.
+    """Runs :meth:`npvae.training.estimator.VAE.fit`; see that method for every argument.
 
     After :meth:`fit`, ``history`` holds one dict per epoch and ``stop_reason`` is one of
     ``"completed"``, ``"early_stopping"``, ``"interrupted"``, ``"callback"`` or ``"diverged"``.
@@ -429,13 +434,10 @@ class Trainer:
                 if self.corruption is not None:  # encode a corrupted copy, score the clean one
                     xb, target = corrupt(xb, self.corruption, self.corruption_level,
                                          self.rng_corrupt), xb
-                loss, parts = m.loss_and_grad(xb, yb, rng=self.rng_noise, beta=beta,
-                                              free_bits=self.free_bits, target=target,
-                                              check_input=False)
-                if not np.isfinite(loss):  # checked before the update touches the weights
-                    self._diverge(snapshot, f"the loss is {loss}")
-                try:
-                    self.opt.step()
+                try:  # the step the benchmark times; a non-finite loss makes no update
+                    loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, beta=beta,
+                                               free_bits=self.free_bits, target=target,
+                                               check_input=False)
                 except FloatingPointError as exc:
                     self._diverge(snapshot, str(exc))
                 self.step += 1
