@@ -32,7 +32,8 @@ __all__ = ["BACKENDS", "KERNEL_NAMES", "default_backend", "gemm_info", "get_kern
 BACKENDS = ("numba", "numpy")
 KERNEL_NAMES = (
     "matmul", "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
-    "gaussian_nll", "sigmoid", "adam_step", "adam_step_outer", "sgd_step", "sum_squares",
+    "gaussian_nll", "bernoulli_nll_rows", "gaussian_nll_rows", "sigmoid", "adam_step",
+    "adam_step_outer", "sgd_step", "sum_squares",
 )
 _loaded = {}
 
@@ -162,6 +163,10 @@ def warmup(dtypes=("float32", "float64")):
         k.sigmoid(a, a.copy())
         k.gaussian_nll(a, a, b, 1.0, a.copy(), b.copy())
         k.gaussian_nll(a, a, b[:1], 1.0, a.copy(), b[:1].copy())
+        r2, nll = np.ones(2, dtype=dt), np.zeros(2)
+        k.bernoulli_nll_rows(a, a, r2, a.copy(), nll)
+        k.gaussian_nll_rows(a, a, b, r2, a.copy(), b.copy(), nll)
+        k.gaussian_nll_rows(a, a, b[:1], r2, a.copy(), b[:1].copy(), nll)
         p = np.zeros(3, dtype=dt)
         k.adam_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0, 1.0)
         k.sgd_step(p, p.copy(), p.copy(), 1e-3, 0.9, 0.0, False, True, 1.0)
@@ -177,6 +182,7 @@ def warmup(dtypes=("float32", "float64")):
         # the prange twins, taken from PARALLEL_MIN values (Adam's only with 2+ threads)
         big = np.zeros((8, PARALLEL_MIN // 8), dtype=dt)
         k.bernoulli_nll(big, big, 1.0, big.copy())
+        k.bernoulli_nll_rows(big, big, np.ones(8, dtype=dt), big.copy(), np.zeros(8))
         k.sigmoid(big, big.copy())
         p = big.ravel()
         k.adam_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0, 1.0)
