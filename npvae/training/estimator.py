@@ -251,6 +251,12 @@ class VAE(VAEModel):
             The file is damaged, or its arrays do not fit the model its config describes.
         """
         arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        return cls._from_checkpoint(arrays, config, path, backend=backend, best=best)
+
+    @classmethod
+    def _from_checkpoint(cls, arrays, config, path, *, backend=None, best=True):
+        """The model that :meth:`load` rebuilds from a checkpoint's arrays and config (also
+        for files that hold a VAE among other models, like :class:`~npvae.training.m1m2.M1M2`)."""
         kwargs = {k: config[k] for k in _CTOR_KEYS if k in config}
         if kwargs.get("input_dim") is None:
             raise CheckpointError(f"{path}: config has no input_dim; not a saved VAE")

@@ -1,0 +1,99 @@
+"""M1+M2 (Kingma et al. 2014): a VAE (M1) trained on all the data, unlabelled and labelled,
+then M2 (:class:`~npvae.training.semisupervised.SemiSupervisedVAE`) on its posterior means,
+with a Gaussian likelihood. :class:`M1M2` is the two steps in one estimator; by hand it is::
+
+    m1 = VAE(latent_dim=20).fit(X)                                   # every row, labels unused
+    m2 = SemiSupervisedVAE(likelihood="gaussian-diag").fit(m1.transform(X), y)
+
+and ``m2.predict(m1.transform(X_new))``.
+"""
+
+from __future__ import annotations
+
+from npvae.training.checkpoint import load_checkpoint, save_checkpoint
+from npvae.training.estimator import VAE
+from npvae.training.semisupervised import SemiSupervisedVAE
+from npvae.training.trainer import param_arrays
+
+__all__ = ["M1M2", "CHECKPOINT_KIND"]
+
+CHECKPOINT_KIND = "npvae.M1M2"
+
+
+class M1M2:
+    """M2 on the latent means of a VAE.
+
+    Parameters
+    ----------
+    m1 : npvae.VAE, optional
+        The feature model; default ``VAE(latent_dim=20, hidden=(256,))``.
+    m2 : SemiSupervisedVAE, optional
+        Default ``SemiSupervisedVAE(likelihood="gaussian-diag")``: a learned variance per
+        latent feature, since the features' scales differ.
+    """
+
+    def __init__(self, m1=None, m2=None):
+        self.m1 = VAE(latent_dim=20, hidden=(256,)) if m1 is None else m1
+        self.m2 = SemiSupervisedVAE(likelihood="gaussian-diag") if m2 is None else m2
+
+    def fit(self, X, y, *, m1_fit=None, validation_data=None, test_data=None, **m2_fit):
+        """``m1.fit(X, **m1_fit)`` on every row, then ``m2.fit(m1.transform(X), y, ...)``
+        with the validation and test data mapped through M1 too.
+
+        Parameters
+        ----------
+        X : array_like (N, D)
+        y : array_like (N,) of int, -1 for an unlabelled row
+        m1_fit : dict, optional
+            Arguments of :meth:`npvae.VAE.fit` (``epochs``, ``lr``, ...).
+        validation_data, test_data : (X, y), optional
+        **m2_fit
+            Arguments of :meth:`SemiSupervisedVAE.fit`.
+        """
+        self.m1.fit(X, **(m1_fit or {}))
+        self.m2.fit(self.m1.transform(X), y, validation_data=self._mapped(validation_data),
+                    test_data=self._mapped(test_data), **m2_fit)
+        return self
+
+    def _mapped(self, data):
+        return None if data is None else (self.m1.transform(data[0]), data[1])
+
+    def predict_proba(self, X):
+        """q(y | m1(x)), (N, K)."""
+        return self.m2.predict_proba(self.m1.transform(X))
+
+    def predict(self, X):
+        return self.m2.predict(self.m1.transform(X))
+
+    def score(self, X, y):
+        """Accuracy on fully labelled ``(X, y)``."""
+        return self.m2.score(self.m1.transform(X), y)
+
+    def transform(self, X, y=None):
+        """M2's style z of M1's latent means, (N, Z2)."""
+        return self.m2.transform(self.m1.transform(X), y)
+
+    def sample(self, n, *, y=None, rng=None):
+        """Class-conditional samples: z2 ~ N(0, I), M2 decodes the mean latent of M1 for
+        class ``y`` (see :meth:`SemiSupervisedVAE.sample`), M1 decodes that."""
+        return self.m1.decode(self.m2.sample(n, y=y, rng=rng))
+
+    def save(self, path):
+        """Both models in one ``.npz`` (atomic, no pickle); reload with :meth:`load`."""
+        arrays = {f"m1/{k}": v for k, v in param_arrays(self.m1).items()}
+        arrays.update({f"m2/{k}": v for k, v in param_arrays(self.m2).items()})
+        config = {"m1": {**self.m1.config(), "history": list(getattr(self.m1, "history_", []))},
+                  "m2": {**self.m2.config(), "alpha_": getattr(self.m2, "alpha_", None),
+                         "best_epoch": getattr(self.m2, "best_epoch_", None),
+                         "history": list(getattr(self.m2, "history_", []))}}
+        save_checkpoint(path, arrays, config, kind=CHECKPOINT_KIND)
+
+    @classmethod
+    def load(cls, path, *, backend=None):
+        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        part = {p: {k[3:]: v for k, v in arrays.items() if k.startswith(p + "/")}
+                for p in ("m1", "m2")}
+        m1 = VAE._from_checkpoint(part["m1"], config["m1"], path, backend=backend)
+        m2 = SemiSupervisedVAE._from_checkpoint(part["m2"], config["m2"], path,
+                                                backend=backend)
+        return cls(m1, m2)

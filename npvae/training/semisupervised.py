@@ -1,0 +1,356 @@
+"""Semi-supervised learning with M2 (Kingma et al. 2014): :class:`SemiSupervisedVAE`, an
+:class:`~npvae.core.m2.M2Model` with scikit-learn's semi-supervised surface (``fit(X, y)``
+with ``y = -1`` marking unlabelled rows, as ``sklearn.semi_supervised`` does).
+
+For M1+M2 (M2 on the latent means of a VAE trained on all the data) see
+:class:`npvae.training.m1m2.M1M2`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from npvae.core import checks as chk
+from npvae.core.activations import ACTIVATIONS
+from npvae.core.classifier import check_labels
+from npvae.core.m2 import M2Model
+from npvae.core.optim import Adam
+from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from npvae.training.trainer import TrainingDiverged, param_arrays, restore_params, thread_limits
+
+__all__ = ["SemiSupervisedVAE", "balanced_labels", "CHECKPOINT_KIND"]
+
+CHECKPOINT_KIND = "npvae.M2"
+_CTOR_KEYS = ("n_classes", "input_dim", "latent_dim", "encoder_hidden", "decoder_hidden",
+              "classifier_hidden", "activation", "likelihood", "variance", "n_samples",
+              "dtype", "init", "seed", "alpha")
+
+
+def balanced_labels(y, n_labels, rng):
+    """Keep ``n_labels`` labels, ``n_labels / K`` of each class drawn at random with ``rng``,
+    and mark every other row unlabelled (-1). Returns a new int64 array.
+
+    ``n_labels`` must be a multiple of the number of classes K, and no larger than K times
+    the size of the smallest class.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    classes = np.unique(y[y >= 0])
+    k = len(classes)
+    n_labels = chk.positive_int(n_labels, "n_labels")
+    if k < 2 or n_labels % k:
+        raise ValueError(f"n_labels={n_labels} must be a multiple of the {k} classes, so that "
+                         f"every class gets the same number; try {max(k, n_labels // k * k)}")
+    per = n_labels // k
+    out = np.full(len(y), -1, dtype=np.int64)
+    for c in classes:
+        rows = np.flatnonzero(y == c)
+        if len(rows) < per:
+            raise ValueError(f"class {c} has only {len(rows)} rows, fewer than the {per} "
+                             f"labels per class that n_labels={n_labels} asks for")
+        keep = rng.choice(rows, size=per, replace=False)
+        out[keep] = c
+    return out
+
+
+class SemiSupervisedVAE(M2Model):
+    """M2 estimator; the constructor is :class:`~npvae.core.m2.M2Model`'s, plus ``alpha``.
+
+    Parameters
+    ----------
+    n_classes : int, optional
+        K; by default ``max(y) + 1`` of the first ``fit``.
+    alpha : float, optional
+        Weight of the cross-entropy of the labelled rows; default Kingma's
+        ``0.1 * N / N_labelled`` of the data ``fit`` sees (``alpha_`` holds the value used).
+    **kwargs
+        :class:`~npvae.core.m2.M2Model`'s arguments (``latent_dim``, ``hidden``,
+        ``classifier_hidden``, ``likelihood``, ``seed``, ...).
+
+    Attributes
+    ----------
+    classes_ : ndarray (K,)
+        ``0 .. K-1``.
+    alpha_ : float
+    history_ : list of dict
+        One dict per epoch: ``epoch``, ``loss`` (the training objective per example),
+        ``ce`` (labelled rows' -log q(y|x)), ``entropy`` (H(q(y|x)) of the unlabelled rows),
+        ``kl``, ``recon``, ``val_accuracy``, ``test_accuracy`` (None without that data),
+        ``seconds``.
+    best_epoch_ : int or None
+        The epoch of the best validation accuracy, whose weights the model holds.
+    """
+
+    def __init__(self, n_classes=None, input_dim=None, latent_dim=20, hidden=(256,), *,
+                 alpha=None, **kwargs):
+        self.alpha = None if alpha is None else chk.nonnegative_float(alpha, "alpha")
+        self._ctor = dict(latent_dim=latent_dim, hidden=hidden, **kwargs)
+        self.n_classes = None
+        if n_classes is not None:
+            super().__init__(n_classes, input_dim, latent_dim, hidden, **kwargs)
+        else:  # validate the arguments now; n_classes is set by fit
+            M2Model(2, None, latent_dim, hidden, **kwargs)
+            self.params = None
+            self.n_classes = None
+
+    def _ensure(self, n_classes, input_dim):
+        if self.n_classes != n_classes:
+            M2Model.__init__(self, n_classes, None, **self._ctor)
+        self.build(input_dim)
+
+    # ---------------------------------------------------------------------------- fit
+    def fit(self, X, y, *, validation_data=None, test_data=None, epochs=100, batch_size=100,
+            labelled_batch_size=None, lr=1e-3, weight_decay=0.0, clip_norm=None,
+            early_stopping_patience=None, seed=None, threads=None, progress=True,
+            callbacks=(), warm_start=False, weighting="dataset"):
+        """Train on labelled and unlabelled rows together (y = -1 marks an unlabelled row).
+
+        Batches. An epoch is one pass over the unlabelled rows in random order,
+        ``batch_size`` of them per step; every step also takes ``labelled_batch_size``
+        labelled rows (default ``min(N_l, batch_size)``) from a stream that cycles through
+        the few labelled rows, reshuffled at each pass (as Pyro's SS-VAE example reuses
+        its labelled set). The unlabelled rows are enumerated over all K classes. So that
+        each step estimates the same objective, Kingma's
+        ``(1/N) [sum_labelled (-ELBO(x, y) + alpha (-log q(y|x))) + sum_unlabelled U(x)]``,
+        whatever the batch holds, a labelled row weighs ``(N_l / N) / labelled_batch_size``
+        and an unlabelled one ``(N_u / N) / batch_size``. Without unlabelled rows an epoch
+        is a pass over the labelled ones.
+
+        Parameters
+        ----------
+        X : array_like (N, D)
+        y : array_like (N,) of int
+            Class labels ``0 .. K-1``, or -1 for an unlabelled row.
+        validation_data, test_data : (X, y), optional
+            Fully labelled. Their accuracy is computed after every epoch (``history_``, the
+            progress bar). The model keeps the weights of the epoch with the best validation
+            accuracy (``best_epoch_``); test data is only reported, never selects.
+        epochs : int, default 100
+        batch_size : int, default 100
+            Unlabelled rows per step.
+        labelled_batch_size : int, optional
+        lr : float, default 1e-3
+            Adam's learning rate.
+        weight_decay : float, default 0
+            Decoupled (AdamW) weight decay.
+        clip_norm : float, optional
+        early_stopping_patience : int, optional
+            Stop when the validation accuracy has not improved for this many epochs.
+        seed : int, optional
+            Seeds shuffling, the labelled stream and the noise (default: the model's).
+        threads : int, optional
+        progress : bool, default True
+        callbacks : sequence of callables ``f(model, record)``, called after every epoch;
+            one that returns True stops training.
+        warm_start : bool, default False
+            Keep the current weights.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        npvae.training.trainer.TrainingDiverged
+            The loss became NaN or inf; the model is rolled back to the start of the epoch.
+        """
+        x0 = chk.as_data(X, np.float64, "X")
+        yl = check_labels(y, x0.shape[0], np.iinfo(np.int64).max, "y")
+        lab, unl = np.flatnonzero(yl >= 0), np.flatnonzero(yl < 0)
+        if len(lab) == 0:
+            raise ValueError("y has no labelled rows (all -1); M2 needs some labels. For "
+                             "unlabelled data alone, train an npvae.VAE")
+        k = self.n_classes or int(yl.max()) + 1
+        if not (warm_start and self.params is not None):
+            self._ensure(max(k, 2), x0.shape[1])
+        X = self._check_x(x0, "X")
+        yl = check_labels(yl, len(X), self.n_classes, "y")
+        val = self._labelled(validation_data, "validation_data")
+        test = self._labelled(test_data, "test_data")
+        epochs = chk.positive_int(epochs, "epochs")
+        bu = chk.positive_int(batch_size, "batch_size")
+        bl = min(len(lab), bu) if labelled_batch_size is None else chk.positive_int(
+            labelled_batch_size, "labelled_batch_size")
+        patience = None if early_stopping_patience is None else chk.positive_int(
+            early_stopping_patience, "early_stopping_patience")
+        if patience is not None and val is None:
+            raise ValueError("early_stopping_patience needs validation_data=(X_val, y_val)")
+        n, nl, nu = len(X), len(lab), len(unl)
+        self.alpha_ = 0.1 * n / nl if self.alpha is None else self.alpha
+        self.classes_ = np.arange(self.n_classes)
+        seed = self.seed if seed is None else chk.positive_int(seed, "seed", minimum=0)
+        r_unl, r_lab, r_noise = (np.random.default_rng(s) for s in
+                                 np.random.SeedSequence([seed, 0x4D32]).spawn(3))
+        opt = Adam(self.params, lr=chk.positive_float(lr, "lr"), weight_decay=weight_decay,
+                   clip_norm=clip_norm, backend=self.backend)
+        stream = _Cycle(lab, r_lab)
+        if nu:
+            spe, w_l = -(-nu // bu), ((nl / n) if weighting == "dataset" else 1.0) / bl
+        else:
+            spe, w_l = -(-nl // bl), 1.0 / bl
+        self.history_, self.best_epoch_ = [], None
+        best, best_params, bad = -1.0, None, 0
+        bar = tqdm(total=epochs * spe, unit="step", disable=not progress, leave=True)
+        with thread_limits(threads), bar:
+            for e in range(epochs):
+                t0, snapshot = time.perf_counter(), self.params.data.copy()
+                perm = r_unl.permutation(unl)
+                sums = dict.fromkeys(("loss", "ce", "entropy", "kl", "recon"), 0.0)
+                bar.set_description(f"epoch {e + 1}/{epochs}")
+                for b in range(spe):
+                    ub = perm[b * bu:(b + 1) * bu]
+                    lb = stream.take(bl)
+                    idx = np.concatenate([lb, ub])
+                    w = np.full(len(idx), w_l)
+                    if nu:  # (a smaller last batch: its rows weigh more, the sum stays N_u/N)
+                        w[len(lb):] = ((nu / n) if weighting == "dataset" else 1.0) / len(ub)
+                    loss, parts = self.loss_and_grad(X[idx], yl[idx], alpha=self.alpha_,
+                                                     sample_weight=w, rng=r_noise,
+                                                     check_input=False)
+                    if not np.isfinite(loss):
+                        self.params.data[...] = snapshot
+                        raise TrainingDiverged(
+                            f"the loss became {loss} at epoch {e + 1}, step {b + 1}; the model "
+                            f"was rolled back to the start of the epoch. Lower lr (now {lr:g}) "
+                            "or set clip_norm=...")
+                    opt.step()
+                    for key in sums:
+                        sums[key] += (loss if key == "loss" else parts[key] or 0.0) / spe
+                    bar.update(1)
+                rec = {"epoch": e + 1, **sums,
+                       "val_accuracy": None if val is None else self.score(*val),
+                       "test_accuracy": None if test is None else self.score(*test),
+                       "seconds": time.perf_counter() - t0}
+                self.history_.append(rec)
+                bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("loss", "ce", "val_accuracy",
+                                                               "test_accuracy")
+                                 if rec[k] is not None}, refresh=False)
+                if val is not None:
+                    if rec["val_accuracy"] > best:
+                        best, best_params, bad = rec["val_accuracy"], self.params.data.copy(), 0
+                        self.best_epoch_ = e + 1
+                    else:
+                        bad += 1
+                stop = any(cb(self, rec) for cb in callbacks)
+                if stop or (patience is not None and bad >= patience):
+                    break
+        if best_params is not None:
+            self.params.data[...] = best_params
+        return self
+
+    def _labelled(self, data, argname):
+        if data is None:
+            return None
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError(f"{argname} must be (X, y) with every row labelled")
+        x = self._check_x(data[0], f"{argname}[0]")
+        return x, check_labels(data[1], len(x), self.n_classes, f"{argname}[1]",
+                               unlabelled=False)
+
+    # ---------------------------------------------------------------------- inference
+    def predict_proba(self, X):
+        """q(y | x), shape (N, K)."""
+        return np.exp(self.predict_log_proba(X))
+
+    def predict(self, X):
+        """The most probable class under q(y | x), (N,) int64."""
+        return self.predict_log_proba(X).argmax(axis=1)
+
+    def score(self, X, y):
+        """Accuracy of :meth:`predict` on fully labelled ``(X, y)``."""
+        self._require_built()
+        y = check_labels(y, np.shape(X)[0], self.n_classes, unlabelled=False)
+        return float(np.mean(self.predict(X) == y))
+
+    def transform(self, X, y=None):
+        """Posterior mean of the style z, (N, Z): ``E_q[z | x, y]`` where ``y`` gives the
+        class, else (``y`` None or -1) ``sum_k q(k | x) E_q[z | x, k]``."""
+        x = self._check_x(X, "X")
+        y = np.full(len(x), -1) if y is None else check_labels(y, len(x), self.n_classes)
+        out = np.zeros((len(x), self.latent_dim))
+        known = y >= 0
+        if known.any():
+            out[known] = self.encode(x[known], y[known])[0]
+        if not known.all():
+            xu = x[~known]
+            q = np.exp(self.predict_log_proba(xu, check_input=False))
+            for c in range(self.n_classes):
+                out[~known] += q[:, c:c + 1] * self.encode(xu, np.full(len(xu), c))[0]
+        return out.astype(self.dtype)
+
+    def sample(self, n, *, y=None, rng=None, mean=True):
+        """Generate ``n`` examples of class ``y``: z ~ N(0, I), decode as that class.
+
+        Parameters
+        ----------
+        n : int
+        y : int or array_like (n,) of int, optional
+            The class (one for all, or one per sample); default ``arange(n) % K``.
+        rng : numpy.random.Generator or int, optional
+        mean : bool, default True
+            E[x | y, z] (probabilities for Bernoulli); False draws x ~ p(x | y, z).
+        """
+        self._require_built()
+        n = chk.positive_int(n, "n")
+        rng = self.rng if rng is None else (rng if isinstance(rng, np.random.Generator)
+                                            else np.random.default_rng(rng))
+        y = np.arange(n) % self.n_classes if y is None else np.broadcast_to(y, (n,))
+        z = rng.standard_normal((n, self.latent_dim)).astype(self.dtype)
+        if mean:
+            return self.decode(z, y)
+        return self.likelihood.sample(self.decode(z, y, raw=True), rng)
+
+    # -------------------------------------------------------------------- persistence
+    def config(self):
+        return {**super().config(), "alpha": self.alpha}
+
+    def save(self, path):
+        """Write weights, config, ``alpha_`` and ``history_`` to one ``.npz`` (atomically,
+        no pickle; see :mod:`npvae.training.checkpoint`). Reload with :meth:`load`."""
+        self._require_built()
+        config = {**self.config(), "alpha_": getattr(self, "alpha_", None),
+                  "best_epoch": getattr(self, "best_epoch_", None),
+                  "history": list(getattr(self, "history_", []))}
+        save_checkpoint(path, param_arrays(self), config, kind=CHECKPOINT_KIND)
+
+    @classmethod
+    def load(cls, path, *, backend=None):
+        """Rebuild a model written by :meth:`save`; raises CheckpointError if it is damaged
+        or its arrays do not fit its config."""
+        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        return cls._from_checkpoint(arrays, config, path, backend=backend)
+
+    @classmethod
+    def _from_checkpoint(cls, arrays, config, path, *, backend=None):
+        kwargs = {k: config[k] for k in _CTOR_KEYS if k in config}
+        act = kwargs.get("activation")
+        if isinstance(act, dict):
+            c = ACTIVATIONS[act["name"]]
+            kwargs["activation"] = c(act["param"]) if act.get("param") else c()
+        if kwargs.get("input_dim") is None or kwargs.get("n_classes") is None:
+            raise CheckpointError(f"{path}: config has no input_dim/n_classes; not a saved M2")
+        try:
+            model = cls(**kwargs, backend=backend)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: its config does not build a model: {exc}") from exc
+        restore_params(model, arrays, path)
+        model.classes_ = np.arange(model.n_classes)
+        model.alpha_ = config.get("alpha_")
+        model.best_epoch_ = config.get("best_epoch")
+        model.history_ = list(config.get("history", []))
+        return model
+
+
+class _Cycle:
+    """Endless stream over ``rows``, reshuffled with ``rng`` at every pass."""
+
+    def __init__(self, rows, rng):
+        self.rows, self.rng, self.queue = rows, rng, np.empty(0, np.int64)
+
+    def take(self, n):
+        while len(self.queue) < n:
+            self.queue = np.concatenate([self.queue, self.rng.permutation(self.rows)])
+        out, self.queue = self.queue[:n], self.queue[n:]
+        return out
