@@ -107,6 +107,9 @@ def _dataset_info(ds, x_test, classes):
 def train(args, callbacks=()):
     from npvae.training.trainer import TrainingDiverged
 
+    if args.semi_supervised or args.labels or args.alpha is not None or args.n_val:
+        from npvae.cli.semisupervised import train_m2
+        return train_m2(args, callbacks)
     opts, run_dir, resuming = _train_options(args)
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
     source = opts["data"] or opts["dataset"]

@@ -55,6 +55,14 @@ class M1M2:
                     test_data=self._mapped(test_data), **m2_fit)
         return self
 
+    @property
+    def n_classes(self):
+        return self.m2.n_classes
+
+    @property
+    def latent_dim(self):
+        return self.m2.latent_dim
+
     def _mapped(self, data):
         return None if data is None else (self.m1.transform(data[0]), data[1])
 
@@ -72,6 +80,11 @@ class M1M2:
     def transform(self, X, y=None):
         """M2's style z of M1's latent means, (N, Z2)."""
         return self.m2.transform(self.m1.transform(X), y)
+
+    def decode(self, z, y):
+        """M2 decodes style ``z`` (N, Z2) as classes ``y`` into the mean of M1's latent,
+        M1 decodes that: images (N, D)."""
+        return self.m1.decode(self.m2.decode(z, y))
 
     def sample(self, n, *, y=None, rng=None):
         """Class-conditional samples: z2 ~ N(0, I), M2 decodes the mean latent of M1 for
