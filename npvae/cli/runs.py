@@ -84,8 +84,12 @@ def load_model(ckpt):
     from npvae.training.estimator import VAE
 
     try:
+        _, config, meta = load_checkpoint(ckpt)
+        if meta["kind"] in ("npvae.M2", "npvae.M1M2"):
+            raise CLIError(f"{ckpt} holds a semi-supervised model ({meta['kind']}), which this "
+                           "command does not take; its figures are in its run folder, and "
+                           "Python loads it with npvae.SemiSupervisedVAE.load (M1M2.load)")
         model = VAE.load(ckpt)  # the best epoch's weights, as fit leaves them
-        _, config, _ = load_checkpoint(ckpt)
     except CheckpointError as exc:
         raise CLIError(f"{_one_line(exc)}; the checkpoint is unusable: point to another one "
                        "or train again") from exc

@@ -76,11 +76,15 @@ class SoftmaxRegression:
         :math:`\lambda`. Several values: each is fitted and the one with the best
         accuracy on ``validation_data`` is kept (the first one without it).
     max_iter : int, default 500
+    tol : float, default 1e-9
+        L-BFGS stops when the largest gradient entry falls below this (and on a relative
+        loss change below ``tol * 1e-3``).
     """
 
-    def __init__(self, l2=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), max_iter=500):
+    def __init__(self, l2=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), max_iter=500, tol=1e-9):
         self.l2 = l2
         self.max_iter = max_iter
+        self.tol = tol
 
     def fit(self, X, y, n_classes=None, *, validation_data=None):
         """Fit on the labelled rows of ``(X, y)`` (``y == -1`` rows are dropped)."""
@@ -104,7 +108,8 @@ class SoftmaxRegression:
                 return loss, model.params.grad.copy()
 
             res = minimize(f, model.params.data.copy(), jac=True, method="L-BFGS-B",
-                           options={"maxiter": int(self.max_iter)})
+                           options={"maxiter": int(self.max_iter), "gtol": self.tol,
+                                    "ftol": self.tol * 1e-3})
             model.params.data[...] = res.x
             self.model_ = model
             acc = 0.0 if validation_data is None else self.score(*validation_data)
