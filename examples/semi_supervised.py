@@ -72,7 +72,8 @@ def main(argv=None):
             for draw in range(args.draws):
                 ts = time.perf_counter()
                 y = balanced_labels(y_all, n_labels, np.random.default_rng([args.seed, draw]))
-                clf = fit_classifier(x, y, 10, hidden=HIDDEN, validation_data=(xv, yv),
+                clf = fit_classifier(x, y, 10, hidden=HIDDEN, activation="relu",
+                                     validation_data=(xv, yv),
                                      epochs=args.baseline_epochs, seed=args.seed)
                 lr = SoftmaxRegression().fit(f, y, 10, validation_data=(fv, yv))
                 m2 = SemiSupervisedVAE(10, latent_dim=LATENT, hidden=HIDDEN, seed=args.seed)

@@ -27,7 +27,7 @@ TRAIN_DEFAULTS = {
 }
 # --semi-supervised: its own options, and its defaults for the model and optimisation ones
 M2_DEFAULTS = {"labels": 100, "alpha": None, "n_val": None, "epochs": 100, "batch_size": 100,
-               "lr": 1e-3, "latent_dim": 20, "hidden": [256], "activation": "softplus"}
+               "lr": 1e-3, "latent_dim": 20, "hidden": [256], "activation": "relu"}
 _M2_HELP = ", ".join(f"--{k.replace('_', '-')} {v if k != 'hidden' else v[0]}"
                      for k, v in list(M2_DEFAULTS.items())[3:])
 DATASETS = ("sprites", "digits", "mnist", "fashion-mnist")

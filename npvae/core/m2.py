@@ -62,8 +62,9 @@ class M2Model:
         Hidden layers of the encoder; the decoder mirrors them.
     encoder_hidden, decoder_hidden, classifier_hidden : sequence of int, optional
         Override ``hidden`` for one network (the classifier's default is ``hidden``).
-    activation : str or Activation, default "softplus"
-        Hidden-layer activation of all three networks (Kingma et al. used softplus).
+    activation : str or Activation, default "relu"
+        Hidden-layer activation of all three networks (Kingma et al. used softplus; on
+        the digits ReLU did as well at half the time per step).
     likelihood : str or Likelihood, default "bernoulli"
     variance : float, default 1.0
         Fixed (or initial) variance of a Gaussian likelihood.
@@ -75,7 +76,7 @@ class M2Model:
 
     def __init__(self, n_classes, input_dim=None, latent_dim=20, hidden=(256,), *,
                  encoder_hidden=None, decoder_hidden=None, classifier_hidden=None,
-                 activation="softplus", likelihood="bernoulli", variance=1.0, n_samples=1,
+                 activation="relu", likelihood="bernoulli", variance=1.0, n_samples=1,
                  dtype="float32", init="auto", seed=0, backend=None):
         self.n_classes = chk.positive_int(n_classes, "n_classes", minimum=2)
         self.latent_dim = chk.positive_int(latent_dim, "latent_dim")

@@ -16,7 +16,7 @@ from npvae.core.optim import Adam
 __all__ = ["fit_classifier", "SoftmaxRegression"]
 
 
-def fit_classifier(X, y, n_classes, *, hidden=(256,), activation="softplus",
+def fit_classifier(X, y, n_classes, *, hidden=(256,), activation="relu",
                    validation_data=None, epochs=300, batch_size=100, lr=1e-3, weight_decay=0.0,
                    seed=0, dtype="float32", backend=None):
     """Train a :class:`ClassifierModel` on labelled rows by Adam on the mean cross-entropy.
