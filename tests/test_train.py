@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import npvae.training.trainer as train_mod
+from npvae.core.model import VAEModel
 from npvae.training.checkpoint import CheckpointError, load_checkpoint
 from npvae.training.estimator import VAE
 from npvae.training.trainer import Callback, TrainingDiverged, lr_factor
@@ -128,14 +129,14 @@ def test_divergence_rolls_back_and_keeps_checkpoint(tmp_path, x, monkeypatch):
     path = tmp_path / "run.npz"
     m = model()
     calls = {"n": 0}
-    real = VAE.loss_and_grad
+    real = VAEModel.loss_and_grad  # a VAE's step runs on its core model
 
     def flaky(self, *args, **kw):
         loss, parts = real(self, *args, **kw)
         calls["n"] += 1
         return (float("nan") if calls["n"] == 8 else loss), parts
 
-    monkeypatch.setattr(VAE, "loss_and_grad", flaky)
+    monkeypatch.setattr(VAEModel, "loss_and_grad", flaky)
     seen = []
     cb = lambda model, rec: seen.append(model.params.data.copy())  # noqa: E731
     with pytest.raises(TrainingDiverged, match=r"epoch 2, step 8: the loss is nan"):
@@ -151,14 +152,14 @@ def test_divergence_rolls_back_and_keeps_checkpoint(tmp_path, x, monkeypatch):
 
 
 def test_nan_gradient_with_clipping_diverges(x, monkeypatch):
-    real = VAE.loss_and_grad
+    real = VAEModel.loss_and_grad  # a VAE's step runs on its core model
 
     def bad_grad(self, *args, **kw):
         out = real(self, *args, **kw)
         self.params.grad[0] = np.inf
         return out
 
-    monkeypatch.setattr(VAE, "loss_and_grad", bad_grad)
+    monkeypatch.setattr(VAEModel, "loss_and_grad", bad_grad)
     m = model()
     with pytest.raises(TrainingDiverged, match="gradient contains NaN"):
         m.fit(x, epochs=1, clip_norm=1.0, **FIT)

@@ -90,7 +90,7 @@ def _build_model(opts, input_dim, cond_dim):
         return VAE(input_dim=input_dim, latent_dim=opts["latent_dim"], hidden=opts["hidden"],
                    activation=opts["activation"], likelihood=opts["likelihood"],
                    beta=opts["beta"], n_samples=opts["samples"], free_bits=opts["free_bits"],
-                   cond_dim=cond_dim, seed=opts["seed"])
+                   cond_dim=cond_dim, seed=opts["seed"]).build(input_dim)
     except (TypeError, ValueError) as exc:
         raise CLIError(" ".join(str(exc).split())) from exc
 
