@@ -39,11 +39,12 @@ def tiny(**kw):
 
 
 # --------------------------------------------------------------------- the protocol
-def test_import_npvae_loads_neither_sklearn_nor_torch():
+def test_npvae_loads_neither_sklearn_nor_torch():
     code = ("import sys, numpy as np, npvae\n"
             "x = (np.random.default_rng(0).random((40, 6)) < 0.5).astype('float32')\n"
             "vae = npvae.VAE(latent_dim=2, hidden=(4,)).fit(x, epochs=1, progress=False)\n"
             "vae.transform(x); vae.score(x)\n"
+            "import npvae.pytorch; npvae.pytorch.to_torch_state_dict(vae, as_tensors=False)\n"
             "bad = [m for m in ('sklearn', 'torch') if m in sys.modules]\n"
             "assert not bad, bad\n")
     env = {**os.environ, "PYTHONPATH": ROOT}
@@ -88,6 +89,10 @@ def test_attributes_read_the_built_model_and_params_stay_as_passed(digits):
 
 
 def test_model_state_lists_what_the_core_keeps():
+    # a new VAEModel argument or attribute must be added to VAE.__init__ or MODEL_STATE
+    import inspect
+
+    assert inspect.signature(VAE.__init__) == inspect.signature(VAEModel.__init__)
     core = VAEModel(input_dim=4, latent_dim=2, hidden=(3,), likelihood="gaussian-diag")
     params = set(VAE._param_names())
     assert set(vars(core)) - params == set(MODEL_STATE)

@@ -15,9 +15,15 @@ from npvae.core.model import VAEModel
 from npvae.inference import metrics
 from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
-from npvae.training.trainer import CHECKPOINT_KIND, Trainer, param_arrays, restore_params
+from npvae.training.trainer import (
+    CHECKPOINT_KIND,
+    FIT_DEFAULTS,
+    Trainer,
+    param_arrays,
+    restore_params,
+)
 
-__all__ = ["VAE", "NotFittedError", "SCORE_SEED"]
+__all__ = ["VAE", "NotFittedError"]
 
 _CTOR_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "activation",
               "likelihood", "variance", "beta", "n_samples", "free_bits", "cond_dim", "dtype",
@@ -25,7 +31,6 @@ _CTOR_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "ac
 # what the core VAEModel keeps on itself besides its constructor arguments; a VAE reads and
 # writes these on its built model (tests/test_sklearn.py checks the list is complete)
 MODEL_STATE = ("kernels", "params", "encoder", "decoder", "rng", "_workspaces")
-SCORE_SEED = 0x5C0E  # score() draws its noise from this seed: the same value on every call
 
 
 class VAE(EstimatorMixin, VAEModel):
@@ -156,8 +161,9 @@ class VAE(EstimatorMixin, VAEModel):
         return dt if dt in (np.float32, np.float64) else self.dtype
 
     # ---------------------------------------------------------------------------- fit
-    def fit(self, X, y=None, *, validation_data=None, epochs=10, batch_size=128, lr=1e-3,
-            optimizer="adam", lr_schedule=None, kl_warmup_epochs=0, free_bits=None,
+    def fit(self, X, y=None, *, validation_data=None, epochs=FIT_DEFAULTS["epochs"],
+            batch_size=FIT_DEFAULTS["batch_size"], lr=FIT_DEFAULTS["lr"], optimizer="adam",
+            lr_schedule=FIT_DEFAULTS["lr_schedule"], kl_warmup_epochs=0, free_bits=None,
             early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
             threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
             resume=False, progress=True, callbacks=(), warm_start=False, corruption=None,
@@ -172,12 +178,12 @@ class VAE(EstimatorMixin, VAEModel):
         validation_data : (X_val,) or (X_val, y_val), optional
             Evaluated after every epoch (forward only, fixed noise, so epochs compare):
             ``val_loss = val_recon + beta * val_kl`` with the model's ``beta``.
-        epochs : int, default 10
+        epochs : int, default 24
         batch_size : int, default 128
             The last batch of an epoch may be smaller.
-        lr : float, default 1e-3
+        lr : float, default 3e-3
         optimizer : {"adam", "sgd"}, default "adam"
-        lr_schedule : {None, "cosine", "step", "exponential"} or callable, default None
+        lr_schedule : {None, "cosine", "step", "exponential"} or callable, default "cosine"
             Set every step: ``"cosine"`` anneals from ``lr`` to 0 over the run, ``"step"``
             multiplies by 0.1 at 50 % and again at 75 % of the steps, ``"exponential"``
             decays smoothly to ``0.01 * lr`` at the end; a callable ``f(step, total)``
@@ -319,9 +325,12 @@ class VAE(EstimatorMixin, VAEModel):
 
     def score(self, X, y=None):
         """Mean ELBO over ``X`` in nats (higher is better), for scikit-learn's model
-        selection. Deterministic: the noise of its one sample of z per example comes from
-        the fixed seed ``SCORE_SEED``, so every call on the same model and data agrees."""
-        return float(self.elbo(X, self._sk_y(y), rng=np.random.default_rng(SCORE_SEED)).mean())
+        selection. Deterministic: its ``n_samples`` draws of z per example come from the
+        fixed seed :data:`~npvae.inference.metrics.EVAL_SEED`, so every call on the same
+        model and data agrees, and equals the validation ELBO that ``fit`` records for
+        ``validation_data=(X, y)`` (``-(val_recon + val_kl)``) and ``npvae eval``'s."""
+        return float(self.elbo(X, self._sk_y(y), n_samples=self.n_samples,
+                               rng=np.random.default_rng(metrics.EVAL_SEED)).mean())
 
     def log_likelihood(self, X, y=None, *, k=100, rng=None, batch_size=256):
         """Per-example IWAE estimate of log p(x) with ``k`` importance samples, shape (N,);
