@@ -33,7 +33,7 @@ LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-scalar", "gaussian-diag")
 
 _DESCRIPTION = "Variational autoencoders in NumPy with hand-written gradients."
 _EPILOG = """\
-Start with `npvae train` (sprites, about 1.5 minutes on 2 cores), then
+Start with `npvae train` (the built-in sprites, no download), then
 `npvae sample runs/<run>` and `npvae eval runs/<run>`; `npvae COMMAND --help` for a
 command's options."""
 
