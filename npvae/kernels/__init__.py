@@ -70,6 +70,7 @@ def get_kernels(backend=None):
         ns = types.SimpleNamespace(**{k: getattr(module, k) for k in KERNEL_NAMES})
         ns.name = name
         ns.blas_pool = pool
+        ns.pace = _pacer() if name == "numba" else None
         _loaded[name] = ns
     return _loaded[name]
 
@@ -98,6 +99,18 @@ class _NoPool:
 
     def uninstall(self):
         pass
+
+
+def _pacer():
+    """The :class:`~npvae.plumbing.cores.ThreadPacer` that fits the thread count of each
+    training step to the cores other processes leave free, or None: off
+    (``NPVAE_ADAPT_THREADS=0``), or GEMMs on NumPy's OpenBLAS, whose results depend on its
+    thread count (MKL's do not: see :mod:`npvae.plumbing.cores`)."""
+    from npvae.plumbing import cores, gemm
+
+    if not cores.enabled() or gemm.provider()[0] is None:
+        return None
+    return cores.ThreadPacer()
 
 
 SPIN_COUNT = "3000000"  # libgomp spin iterations before an idle thread sleeps: see below
