@@ -60,7 +60,7 @@ def parse_args(argv=None):
                     help="3 windows of 0.25 s, no torch.compile: about a minute")
     ap.add_argument("--skip", nargs="*", default=[],
                     help="peers to leave out: torch-eager torch-fused torch-compile jax numpy "
-                         "npvae-openblas")
+                         "npvae-npdot")
     ap.add_argument("--max-foreign", type=float, default=0.3,
                     help="redo a window during which other processes kept more than this "
                          "many cores busy (default 0.3; the machine is shared)")
@@ -77,11 +77,11 @@ def parse_args(argv=None):
 
 
 # --------------------------------------------------------------------------------- cases
-CASES = ("npvae", "npvae-1thread", "npvae-openblas", "numpy-ref", "torch-eager", "torch-fused",
+CASES = ("npvae", "npvae-1thread", "npvae-npdot", "numpy-ref", "torch-eager", "torch-fused",
          "torch-compile", "jax-jit")
-# npvae-openblas: npvae with its GEMMs on NumPy's BLAS (NPVAE_GEMM=numpy), run only when the
-# npvae case uses MKL, so that the table shows what MKL buys
-CASE_ENV = {"npvae-openblas": {"NPVAE_GEMM": "numpy"}}
+# npvae-npdot: npvae with its GEMMs through np.dot (NPVAE_GEMM=numpy), run only when the npvae
+# case uses its own split GEMM (MKL or OpenBLAS calls), so that the table shows what it buys
+CASE_ENV = {"npvae-npdot": {"NPVAE_GEMM": "numpy"}}
 # npvae-1thread: npvae on one thread (`--threads 1`), the figure its default must keep up with
 # when another process takes a core
 CASE_THREADS = {"npvae-1thread": 1}
@@ -97,8 +97,8 @@ def make_cases(weights, threads, skip):
     notes = {}
     if threads < 2 and "npvae-1thread" in wanted:
         wanted.remove("npvae-1thread")  # the same as npvae
-    if "npvae-openblas" in wanted and gemm_info("numba")["provider"] != "mkl":
-        wanted.remove("npvae-openblas")  # npvae itself runs on NumPy's BLAS
+    if "npvae-npdot" in wanted and gemm_info("numba")["provider"] == "numpy":
+        wanted.remove("npvae-npdot")  # npvae itself runs on NumPy's BLAS
     if not torch_vae.available():
         notes["torch"] = f"not installed ({torch_vae.why_unavailable()})"
         wanted = [c for c in wanted if not c.startswith("torch-")]
@@ -284,7 +284,7 @@ def bound_table(results, peers):
     """Where npvae's step time goes, and the ceiling its GEMMs put on its ratios: the
     ratio npvae would reach if its step were nothing but its GEMMs at the roofline's rate
     (the fastest BLAS measured here: see bench/roofline.py)."""
-    others = [p for p in peers if p not in ("npvae", "numpy-ref", "npvae-openblas",
+    others = [p for p in peers if p not in ("npvae", "numpy-ref", "npvae-npdot",
                                             "npvae-1thread")]
     lines = ["| batch | npvae step ms | its GEMMs at the roofline's rate, ms (share) | "
              + " | ".join(f"ceiling vs {p}" for p in others) + " |",

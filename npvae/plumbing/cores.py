@@ -12,12 +12,13 @@ allowed cores spent busy (``/proc/stat``) and how much of it was this process's 
 there are cores left, never more than the thread count the user set. Changes need a
 margin (hysteresis), so a flickering load does not make the count flicker.
 
-Reproducibility: with npvae's MKL GEMMs the training step gives bit-identical results on
-any thread count (a product's blocks are computed whole by one sequential MKL call each;
-the kernels' reductions use fixed blocks), so adapting the count changes nothing but the
-speed (``tests/test_cores.py`` checks it). NumPy's OpenBLAS sums in an order that depends
-on its thread count, so :func:`npvae.kernels.get_kernels` enables the governor only with
-MKL GEMMs. ``NPVAE_ADAPT_THREADS=0`` turns it off.
+Reproducibility: with npvae's split GEMM (:mod:`npvae.plumbing.gemm`: a fixed set of
+blocks, each computed whole by one sequential MKL or OpenBLAS call) and kernels whose
+reductions use fixed blocks, the training step gives bit-identical results on any thread
+count, so adapting the count changes nothing but the speed (``tests/test_cores.py`` checks
+it). ``np.dot`` (``NPVAE_GEMM=numpy``) sums in an order that depends on OpenBLAS's thread
+count, so :func:`npvae.kernels.get_kernels` enables the governor only with the split GEMM.
+``NPVAE_ADAPT_THREADS=0`` turns it off.
 """
 
 from __future__ import annotations
