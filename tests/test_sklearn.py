@@ -111,6 +111,24 @@ def test_low_level_use_builds_on_first_use():
         vae.fit(x[:, :5], **FAST)
 
 
+def test_input_errors_in_scikit_learns_words():
+    from scipy import sparse
+
+    vae = tiny(likelihood="gaussian", dtype="float64").fit(np.ones((4, 3)), **FAST)
+    numbers = np.array([[0.5, 1, 2]], dtype=object)  # numbers in an object array: read
+    np.testing.assert_array_equal(vae.transform(numbers), vae.transform(numbers.astype(float)))
+    cases = [(np.array([[0.5, {"a": 1}, 2]], dtype=object), TypeError,
+              "argument must be a string or a real number"),
+             (sparse.csr_matrix(np.eye(3)), TypeError, "sparse input is not supported"),
+             (np.ones((2, 3)) * 1j, ValueError, "Complex data not supported"),
+             (np.ones(3), ValueError, "Reshape your data"),
+             (np.ones((2, 4)), ValueError, "X has 4 features, but VAE is expecting 3"),
+             (np.ones((2, 0)), ValueError, r"0 feature\(s\) \(shape=\(2, 0\)\)")]
+    for X, kind, match in cases:
+        with pytest.raises(kind, match=match):
+            vae.transform(X)
+
+
 def test_transform_follows_the_input_dtype_and_score_is_deterministic(digits):
     X, _ = digits
     vae = tiny().fit(X, **FAST)  # a float32 model

@@ -224,7 +224,9 @@ class VAE(EstimatorMixin, VAEModel):
             :class:`npvae.training.trainer.Callback` objects, or callables ``f(model, record)``
             called at the end of every epoch.
         warm_start : bool, default False
-            Keep the current weights instead of re-initialising them from ``seed``.
+            Keep the current weights instead of re-initialising them from ``seed``: the
+            built model goes on as it is, so parameters set since it was built do not
+            apply (they do at the next fit without ``warm_start``).
         corruption : {None, "mask", "salt-pepper", "gaussian"}, default None
             De-noising training: every step the encoder sees a freshly corrupted copy of
             the batch and the likelihood scores the clean batch. ``"mask"`` zeroes each
