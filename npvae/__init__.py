@@ -27,7 +27,8 @@ load = VAE.load
 __version__ = "0.1.0"
 
 __all__ = [
-    "VAE", "VAEModel", "SemiSupervisedVAE", "M1M2", "load", "Trainer", "TrainingDiverged", "Adam", "SGD", "global_norm",
+    "VAE", "VAEModel", "SemiSupervisedVAE", "M1M2", "load", "Trainer", "TrainingDiverged",
+    "Adam", "SGD", "global_norm",
     "ParamBuffer", "Dense", "MLP",
     "Identity", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus",
     "Bernoulli", "GaussianFixed", "GaussianScalar", "GaussianDiagonal", "__version__",

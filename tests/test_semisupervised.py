@@ -5,7 +5,8 @@ save/load, seeds, and the softmax regression against scikit-learn's."""
 import numpy as np
 import pytest
 
-from npvae import VAE, M1M2, SemiSupervisedVAE
+from npvae import M1M2, VAE, SemiSupervisedVAE
+from npvae.core.m2 import M2Model
 from npvae.training.baselines import SoftmaxRegression, fit_classifier
 from npvae.training.semisupervised import balanced_labels
 
@@ -33,15 +34,15 @@ def test_unlabelled_data_beats_the_labels_alone_on_separable_blobs():
     assert alone < 0.7 and acc > 0.9, (alone, acc)
 
 
-def recorded_batches(model, monkeypatch):
+def recorded_batches(monkeypatch):
     seen = []
-    original = model.loss_and_grad
+    original = M2Model.loss_and_grad
 
-    def spy(x, y, **kw):
+    def spy(self, x, y, **kw):
         seen.append((np.array(y), np.array(kw["sample_weight"])))
-        return original(x, y, **kw)
+        return original(self, x, y, **kw)
 
-    monkeypatch.setattr(model, "loss_and_grad", spy)
+    monkeypatch.setattr(M2Model, "loss_and_grad", spy)
     return seen
 
 
@@ -51,7 +52,7 @@ def test_every_step_sees_labelled_and_unlabelled_rows(weighting, monkeypatch):
     ys = np.full(60, -1)
     ys[:7] = y[:7]  # 7 labelled, 53 unlabelled
     model = SemiSupervisedVAE(3, 20, 2, hidden=(4,), likelihood="gaussian")
-    seen = recorded_batches(model, monkeypatch)
+    seen = recorded_batches(monkeypatch)
     model.fit(x, ys, epochs=2, batch_size=20, labelled_batch_size=5, progress=False,
               weighting=weighting)
     assert len(seen) == 2 * 3  # ceil(53 / 20) steps per epoch
@@ -136,3 +137,21 @@ def test_softmax_regression_is_scikit_learns():
     xs = (x - ours.mean_) / ours.scale_
     ref = linear.LogisticRegression(C=1 / (0.1 * len(x)), tol=1e-10, max_iter=5000).fit(xs, y)
     np.testing.assert_allclose(ours.predict_proba(x), ref.predict_proba(xs), atol=1e-5)
+
+
+def test_scikit_learn_protocol_clone_and_pickle():
+    import pickle
+
+    base = pytest.importorskip("sklearn.base")
+    model = SemiSupervisedVAE(latent_dim=2, hidden=(4,), likelihood="gaussian", alpha=3.0)
+    assert model.get_params()["n_classes"] is None and "_core" not in model.__dict__
+    twin = base.clone(model)
+    assert twin.get_params() == model.get_params()
+    with pytest.raises(AttributeError, match="no weights yet"):
+        model.predict(np.zeros((2, 20)))
+    x, y = blobs(n=30)
+    model.fit(x, np.where(np.arange(30) < 6, y, -1), epochs=1, progress=False)
+    assert model.n_features_in_ == 20 and model.alpha_ == 3.0
+    assert base.is_classifier(model)
+    back = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(back.predict_proba(x), model.predict_proba(x))

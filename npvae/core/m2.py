@@ -129,6 +129,20 @@ class M2Model:
         self._workspaces = OrderedDict()
         return self
 
+    def __getstate__(self):
+        # pickle/deepcopy: the kernels are looked up again by backend name, as VAEModel's
+        state = self.__dict__.copy()
+        state.pop("kernels", None)
+        state.pop("_workspaces", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.kernels = get_kernels(self.backend)
+        self._workspaces = OrderedDict()
+        if self.params is not None:  # a learned variance is a view into the buffer too
+            self.likelihood.bind(self.params)
+
     def _require_built(self):
         if self.params is None:
             raise RuntimeError("the model is not built yet: pass input_dim=..., or call fit()")

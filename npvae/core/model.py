@@ -141,6 +141,21 @@ class VAEModel:
         self._workspaces = OrderedDict()
         return self
 
+    def __getstate__(self):
+        # pickle/deepcopy: the kernels (Numba dispatchers, the BLAS pool's ctypes handles)
+        # are looked up again by backend name on unpickling; workspaces are not kept
+        state = self.__dict__.copy()
+        state.pop("kernels", None)
+        state.pop("_workspaces", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.kernels = get_kernels(self.backend)
+        self._workspaces = OrderedDict()
+        if self.params is not None:  # a learned variance is a view into the buffer too
+            self.likelihood.bind(self.params)
+
     def _require_built(self):
         if self.params is None:
             raise RuntimeError("the model is not built yet: pass input_dim=..., or call fit()")
@@ -167,7 +182,7 @@ class VAEModel:
         if self.params is None:
             x0 = chk.as_data(x, self.dtype, argname)
             self.build(x0.shape[1])
-        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim)
+        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim, owner=type(self).__name__)
         self.likelihood.validate(x, argname)
         return x
 
@@ -306,11 +321,17 @@ class VAEModel:
         and re-reading the gradient (``Adam.step(deferred=...)``). The result equals the
         unfused step up to rounding; ``params.grad`` then lacks those blocks.
 
+        On the numba backend with MKL GEMMs, the step first fits Numba's thread count to
+        the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
+        not depend on the thread count.
+
         Raises FloatingPointError, before any update, if the loss is not finite.
         Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
         """
         from npvae.core.optim import Adam
 
+        if self.kernels.pace is not None:  # as many threads as there are free cores
+            self.kernels.pace()
         layers = ()
         rows = np.shape(x)[0] * self.n_samples
         if (isinstance(optimizer, Adam) and optimizer.clip_norm is None

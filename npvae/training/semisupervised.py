@@ -19,6 +19,7 @@ from npvae.core.classifier import check_labels
 from npvae.core.m2 import M2Model
 from npvae.core.optim import Adam
 from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
 from npvae.training.trainer import TrainingDiverged, param_arrays, restore_params, thread_limits
 
 __all__ = ["SemiSupervisedVAE", "balanced_labels", "CHECKPOINT_KIND"]
@@ -55,19 +56,23 @@ def balanced_labels(y, n_labels, rng):
     return out
 
 
-class SemiSupervisedVAE(M2Model):
-    """M2 estimator; the constructor is :class:`~npvae.core.m2.M2Model`'s, plus ``alpha``.
+class SemiSupervisedVAE(EstimatorMixin, M2Model):
+    """M2 estimator in scikit-learn's semi-supervised convention (``y = -1``: unlabelled).
+
+    Parameters are :class:`~npvae.core.m2.M2Model`'s, plus ``alpha``; as for
+    :class:`npvae.VAE`, the constructor only stores them, and ``fit`` validates them and
+    builds the networks (see :mod:`npvae.training.protocol`).
 
     Parameters
     ----------
     n_classes : int, optional
-        K; by default ``max(y) + 1`` of the first ``fit``.
+        K; by default ``max(y) + 1`` of the data ``fit`` sees.
+    input_dim, latent_dim, hidden, encoder_hidden, decoder_hidden, classifier_hidden,
+    activation, likelihood, variance, n_samples, dtype, init, seed, backend
+        As for :class:`~npvae.core.m2.M2Model`.
     alpha : float, optional
         Weight of the cross-entropy of the labelled rows; default Kingma's
         ``0.1 * N / N_labelled`` of the data ``fit`` sees (``alpha_`` holds the value used).
-    **kwargs
-        :class:`~npvae.core.m2.M2Model`'s arguments (``latent_dim``, ``hidden``,
-        ``classifier_hidden``, ``likelihood``, ``seed``, ...).
 
     Attributes
     ----------
@@ -75,30 +80,103 @@ class SemiSupervisedVAE(M2Model):
         ``0 .. K-1``.
     alpha_ : float
     history_ : list of dict
-        One dict per epoch: ``epoch``, ``loss`` (the training objective per example),
-        ``ce`` (labelled rows' -log q(y|x)), ``entropy`` (H(q(y|x)) of the unlabelled rows),
-        ``kl``, ``recon``, ``val_accuracy``, ``test_accuracy`` (None without that data),
-        ``seconds``.
+        One dict per epoch: ``epoch``, ``loss`` (the training objective of a step, averaged
+        over the epoch), ``ce`` (labelled rows' -log q(y|x)), ``entropy`` (H(q(y|x)) of the
+        unlabelled rows), ``kl``, ``recon``, ``val_accuracy``, ``test_accuracy`` (None
+        without that data), ``seconds``.
     best_epoch_ : int or None
         The epoch of the best validation accuracy, whose weights the model holds.
     """
 
     def __init__(self, n_classes=None, input_dim=None, latent_dim=20, hidden=(256,), *,
-                 alpha=None, **kwargs):
-        self.alpha = None if alpha is None else chk.nonnegative_float(alpha, "alpha")
-        self._ctor = dict(latent_dim=latent_dim, hidden=hidden, **kwargs)
-        self.n_classes = None
-        if n_classes is not None:
-            super().__init__(n_classes, input_dim, latent_dim, hidden, **kwargs)
-        else:  # validate the arguments now; n_classes is set by fit
-            M2Model(2, None, latent_dim, hidden, **kwargs)
-            self.params = None
-            self.n_classes = None
+                 encoder_hidden=None, decoder_hidden=None, classifier_hidden=None,
+                 activation="relu", likelihood="bernoulli", variance=1.0, n_samples=1,
+                 alpha=None, dtype="float32", init="auto", seed=0, backend=None):
+        self.n_classes = n_classes
+        self.input_dim = input_dim
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.encoder_hidden = encoder_hidden
+        self.decoder_hidden = decoder_hidden
+        self.classifier_hidden = classifier_hidden
+        self.activation = activation
+        self.likelihood = likelihood
+        self.variance = variance
+        self.n_samples = n_samples
+        self.alpha = alpha
+        self.dtype = dtype
+        self.init = init
+        self.seed = seed
+        self.backend = backend
 
-    def _ensure(self, n_classes, input_dim):
-        if self.n_classes != n_classes:
-            M2Model.__init__(self, n_classes, None, **self._ctor)
-        self.build(input_dim)
+    # ----------------------------------------------------------------- the built model
+    def _model(self, input_dim=None, n_classes=None):
+        """The M2Model built from the parameters (validating them), for ``input_dim`` and
+        ``n_classes`` when given (default: the parameters of those names)."""
+        core = self.__dict__.get("_core")
+        if core is None or input_dim is not None or n_classes is not None:
+            kw = self.get_params()
+            if kw.pop("alpha") is not None:
+                chk.nonnegative_float(self.__dict__["alpha"], "alpha")
+            for name, value in (("input_dim", input_dim), ("n_classes", n_classes)):
+                given = kw[name]
+                if value is not None and given is not None and given != value:
+                    raise ValueError(f"the data has {value} {name.replace('_', ' ')} but "
+                                     f"{type(self).__name__} was built with {name}={given}")
+                kw[name] = given if value is None else value
+            if kw["n_classes"] is None:
+                raise NotFittedError(f"this {type(self).__name__} does not know its classes "
+                                     "yet: call fit(X, y) first (or pass n_classes=...)")
+            core = M2Model(**kw)
+            self.__dict__["_core"] = core
+        return core
+
+    def _require_built(self):
+        core = self.__dict__.get("_core")
+        if core is None and self.__dict__["n_classes"] is not None:
+            core = self._model()
+        if core is None or core.params is None:
+            raise NotFittedError(f"this {type(self).__name__} has no weights yet: call "
+                                 "fit(X, y) first (or pass n_classes=... and input_dim=...)")
+
+    @property
+    def n_features_in_(self):
+        if not self._built():
+            raise AttributeError("n_features_in_ is set by fit")
+        return self._core.input_dim
+
+    def __repr__(self):
+        return M2Model.__repr__(self) if self._built() else self._params_repr()
+
+    def __sklearn_tags__(self):
+        from npvae.training.sklearn_adapter import classifier_tags
+
+        return classifier_tags(self)
+
+    # the hot path and the inference helpers run on the model itself
+    def loss_and_grad(self, x, y, **kwargs):
+        return self._model().loss_and_grad(x, y, **kwargs)
+
+    def predict_log_proba(self, X, *, check_input=True):
+        self._require_built()
+        return self._core.predict_log_proba(X, check_input=check_input)
+
+    def encode(self, x, y):
+        self._require_built()
+        return self._core.encode(x, y)
+
+    def decode(self, z, y, *, raw=False):
+        self._require_built()
+        return self._core.decode(z, y, raw=raw)
+
+    def _check_x(self, x, argname="x"):
+        self._require_built()
+        return self._core._check_x(x, argname)
+
+    loss_and_grad.__doc__ = M2Model.loss_and_grad.__doc__
+    predict_log_proba.__doc__ = M2Model.predict_log_proba.__doc__
+    encode.__doc__ = M2Model.encode.__doc__
+    decode.__doc__ = M2Model.decode.__doc__
 
     # ---------------------------------------------------------------------------- fit
     def fit(self, X, y, *, validation_data=None, test_data=None, epochs=100, batch_size=100,
@@ -171,11 +249,12 @@ class SemiSupervisedVAE(M2Model):
         if len(lab) == 0:
             raise ValueError("y has no labelled rows (all -1); M2 needs some labels. For "
                              "unlabelled data alone, train an npvae.VAE")
-        k = self.n_classes or int(yl.max()) + 1
-        if not (warm_start and self.params is not None):
-            self._ensure(max(k, 2), x0.shape[1])
-        X = self._check_x(x0, "X")
-        yl = check_labels(yl, len(X), self.n_classes, "y")
+        if not (warm_start and self._built()):
+            k = self.__dict__["n_classes"] or max(int(yl.max()) + 1, 2)
+            self._model(x0.shape[1], k).build(x0.shape[1])
+        core = self._core
+        X = core._check_x(x0, "X")
+        yl = check_labels(yl, len(X), core.n_classes, "y")
         val = self._labelled(validation_data, "validation_data")
         test = self._labelled(test_data, "test_data")
         epochs = chk.positive_int(epochs, "epochs")
@@ -189,13 +268,14 @@ class SemiSupervisedVAE(M2Model):
         if weighting not in ("batch", "dataset"):
             raise ValueError(f"weighting must be 'batch' or 'dataset', got {weighting!r}")
         n, nl, nu = len(X), len(lab), len(unl)
-        self.alpha_ = 0.1 * n / nl if self.alpha is None else self.alpha
-        self.classes_ = np.arange(self.n_classes)
-        seed = self.seed if seed is None else chk.positive_int(seed, "seed", minimum=0)
+        alpha = self.__dict__["alpha"]
+        self.alpha_ = 0.1 * n / nl if alpha is None else chk.nonnegative_float(alpha, "alpha")
+        self.classes_ = np.arange(core.n_classes)
+        seed = core.seed if seed is None else chk.positive_int(seed, "seed", minimum=0)
         r_unl, r_lab, r_noise = (np.random.default_rng(s) for s in
                                  np.random.SeedSequence([seed, 0x4D32]).spawn(3))
-        opt = Adam(self.params, lr=chk.positive_float(lr, "lr"), weight_decay=weight_decay,
-                   clip_norm=clip_norm, backend=self.backend)
+        opt = Adam(core.params, lr=chk.positive_float(lr, "lr"), weight_decay=weight_decay,
+                   clip_norm=clip_norm, backend=core.backend)
         stream = _Cycle(lab, r_lab)
         if nu:
             spe, w_l = -(-nu // bu), ((nl / n) if weighting == "dataset" else 1.0) / bl
@@ -206,7 +286,7 @@ class SemiSupervisedVAE(M2Model):
         bar = tqdm(total=epochs * spe, unit="step", disable=not progress, leave=True)
         with thread_limits(threads), bar:
             for e in range(epochs):
-                t0, snapshot = time.perf_counter(), self.params.data.copy()
+                t0, snapshot = time.perf_counter(), core.params.data.copy()
                 perm = r_unl.permutation(unl)
                 sums = dict.fromkeys(("loss", "ce", "entropy", "kl", "recon"), 0.0)
                 bar.set_description(f"epoch {e + 1}/{epochs}")
@@ -217,11 +297,11 @@ class SemiSupervisedVAE(M2Model):
                     w = np.full(len(idx), w_l)
                     if nu:  # (a smaller last batch: its rows weigh more, the sum stays N_u/N)
                         w[len(lb):] = ((nu / n) if weighting == "dataset" else 1.0) / len(ub)
-                    loss, parts = self.loss_and_grad(X[idx], yl[idx], alpha=self.alpha_,
+                    loss, parts = core.loss_and_grad(X[idx], yl[idx], alpha=self.alpha_,
                                                      sample_weight=w, rng=r_noise,
                                                      check_input=False)
                     if not np.isfinite(loss):
-                        self.params.data[...] = snapshot
+                        core.params.data[...] = snapshot
                         raise TrainingDiverged(
                             f"the loss became {loss} at epoch {e + 1}, step {b + 1}; the model "
                             f"was rolled back to the start of the epoch. Lower lr (now {lr:g}) "
@@ -240,7 +320,7 @@ class SemiSupervisedVAE(M2Model):
                                  if rec[k] is not None}, refresh=False)
                 if val is not None:
                     if rec["val_accuracy"] > best:
-                        best, best_params, bad = rec["val_accuracy"], self.params.data.copy(), 0
+                        best, best_params, bad = rec["val_accuracy"], core.params.data.copy(), 0
                         self.best_epoch_ = e + 1
                     else:
                         bad += 1
@@ -248,7 +328,7 @@ class SemiSupervisedVAE(M2Model):
                 if stop or (patience is not None and bad >= patience):
                     break
         if best_params is not None:
-            self.params.data[...] = best_params
+            core.params.data[...] = best_params
         return self
 
     def _labelled(self, data, argname):
@@ -315,7 +395,9 @@ class SemiSupervisedVAE(M2Model):
 
     # -------------------------------------------------------------------- persistence
     def config(self):
-        return {**super().config(), "alpha": self.alpha}
+        """The built model's constructor arguments, and ``alpha`` as passed."""
+        self._require_built()
+        return {**self._core.config(), "alpha": self.__dict__["alpha"]}
 
     def save(self, path):
         """Write weights, config, ``alpha_`` and ``history_`` to one ``.npz`` (atomically,
@@ -344,6 +426,7 @@ class SemiSupervisedVAE(M2Model):
             raise CheckpointError(f"{path}: config has no input_dim/n_classes; not a saved M2")
         try:
             model = cls(**kwargs, backend=backend)
+            model._model().build(kwargs["input_dim"])
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: its config does not build a model: {exc}") from exc
         restore_params(model, arrays, path)
@@ -365,3 +448,15 @@ class _Cycle:
             self.queue = np.concatenate([self.queue, self.rng.permutation(self.rows)])
         out, self.queue = self.queue[:n], self.queue[n:]
         return out
+
+
+# what the core M2Model keeps besides its constructor arguments (read on the built model)
+MODEL_STATE = ("kernels", "params", "classifier", "encoder", "decoder", "rng", "_workspaces")
+for _name in SemiSupervisedVAE._param_names():
+    if _name not in ("variance", "alpha"):  # the core keeps no such attributes
+        setattr(SemiSupervisedVAE, _name, Param())
+        getattr(SemiSupervisedVAE, _name).__set_name__(SemiSupervisedVAE, _name)
+for _name in MODEL_STATE:
+    setattr(SemiSupervisedVAE, _name, ModelState())
+    getattr(SemiSupervisedVAE, _name).__set_name__(SemiSupervisedVAE, _name)
+del _name
