@@ -13,14 +13,14 @@ for each of the ``--draws`` draws). For every draw, in the same run:
 * M2 on the pixels, with the unlabelled images enumerated over the 10 classes;
 * M1 + M2: M2 on M1's latent means, with a Gaussian likelihood.
 
-Prints test accuracy (mean and std over the draws) and writes ``results.json`` and, for the
-first draw of the largest label count, M2's and M1+M2's class-conditional samples and
-analogies to ``--out`` (default ``./semi_supervised``).
+Prints test accuracy (mean and std over the draws) and writes ``semi_supervised.json`` and,
+for the first draw of the largest label count, M2's and M1+M2's class-conditional samples
+and analogies (``semi_supervised_{m2,m1m2}_{samples_by_class,analogies}.png``) to ``--out``
+(default ``runs/examples`` under the current directory).
 """
 
 import json
 import time
-from pathlib import Path
 
 import _common
 import numpy as np
@@ -43,7 +43,6 @@ def at_best(model):
 
 def main(argv=None):
     ap = _common.parser(__doc__, epochs=150, n_train=1000)
-    ap.set_defaults(out=Path("semi_supervised"))
     ap.add_argument("--labels", type=int, nargs="+", default=[50, 100])
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--m1-epochs", type=int, default=300)
@@ -80,22 +79,24 @@ def main(argv=None):
                 m2.fit(x, y, validation_data=(xv, yv), test_data=test, **fit)
                 mm = M1M2(m1, SemiSupervisedVAE(10, latent_dim=LATENT, hidden=HIDDEN,
                                                 likelihood="gaussian-diag", seed=args.seed))
-                mm.m2.fit(f, y, validation_data=(fv, yv), test_data=(ft, ds.y_test), **fit)
+                mm.fit(x, y, fit_m1=False, validation_data=(xv, yv), test_data=test, **fit)
                 row = {"labels": n_labels, "draw": draw,
                        "supervised": clf.score(*test), "m1_lr": lr.score(ft, ds.y_test),
                        "m2": m2.score(*test), "m1_m2": mm.score(*test),
-                       "m2_epoch": m2.best_epoch_, "m1_m2_epoch": mm.m2.best_epoch_,
-                       "m2_at_best": at_best(m2), "m1_m2_at_best": at_best(mm.m2),
+                       "m2_epoch": m2.best_epoch_, "m1_m2_epoch": mm.m2_.best_epoch_,
+                       "m2_at_best": at_best(m2), "m1_m2_at_best": at_best(mm.m2_),
                        "alpha": m2.alpha_, "seconds": time.perf_counter() - ts}
                 results.append(row)
                 print(f"{n_labels} labels, draw {draw}: supervised {row['supervised']:.3f}  "
                       f"M1+LR {row['m1_lr']:.3f}  M2 {row['m2']:.3f}  M1+M2 "
                       f"{row['m1_m2']:.3f}  ({row['seconds']:.0f} s)", flush=True)
                 if n_labels == max(args.labels) and draw == 0:
-                    for name, model in (("m2", m2), ("m1_m2", mm)):
-                        folder = args.out / name
-                        folder.mkdir(exist_ok=True)
-                        write_figures(model, ds.x_test, (8, 8), folder, seed=args.seed)
+                    for name, model in (("m2", m2), ("m1m2", mm)):
+                        write_figures(model, ds.x_test, (8, 8), args.out, seed=args.seed,
+                                      y_test=ds.y_test,
+                                      prefix=f"semi_supervised_{name}_",
+                                      title=f"{'M2' if name == 'm2' else 'M1+M2'}, "
+                                            f"{n_labels} labels: ")
 
     print(f"\ntest accuracy on {len(ds.x_test)} digits, mean +- std over {args.draws} label "
           f"draws (weighting={args.weighting}):")
@@ -105,10 +106,11 @@ def main(argv=None):
         cells = [f"{np.mean([r[k] for r in rows]):.3f} +- {np.std([r[k] for r in rows]):.3f}"
                  for k in ("supervised", "m1_lr", "m2", "m1_m2")]
         print(f"| {n_labels} | " + " | ".join(cells) + " |")
-    with open(args.out / "results.json", "w") as fh:
+    with open(args.out / "semi_supervised.json", "w") as fh:
         json.dump({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
                   fh, indent=1)
-    print(f"took {time.perf_counter() - t0:.0f} s; wrote {args.out}/results.json and figures")
+    print(f"took {time.perf_counter() - t0:.0f} s; wrote {args.out}/semi_supervised.json and "
+          "the figures")
 
 
 if __name__ == "__main__":

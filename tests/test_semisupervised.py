@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from npvae import M1M2, VAE, SemiSupervisedVAE
+from npvae.apps.semisupervised import analogies, conditional_samples
 from npvae.core.m2 import M2Model
 from npvae.training.baselines import SoftmaxRegression, fit_classifier
 from npvae.training.semisupervised import balanced_labels
@@ -127,6 +128,21 @@ def test_m1m2_fits_predicts_and_round_trips(tmp_path):
     mm.save(tmp_path / "mm.npz")
     back = M1M2.load(tmp_path / "mm.npz")
     np.testing.assert_array_equal(back.predict_proba(x), mm.predict_proba(x))
+    # one fitted M1 serves another label set, unchanged
+    before = mm.m1_.params.data.copy()
+    other = M1M2(mm.m1_, SemiSupervisedVAE(3, latent_dim=2, hidden=(4,), likelihood="gaussian"))
+    other.fit(x, np.where(np.arange(60) >= 54, y, -1), fit_m1=False, epochs=1, progress=False)
+    np.testing.assert_array_equal(mm.m1_.params.data, before)
+    with pytest.raises(ValueError, match="fitted already"):
+        M1M2(VAE()).fit(x, ys, fit_m1=False)
+    # analogies: the style of each row decoded as every class
+    grid = analogies(mm, x[:2])
+    assert grid.shape == (2, 3, 20)
+    np.testing.assert_allclose(grid[1, 2], mm.decode(mm.transform(x[1:2]), [2])[0], rtol=1e-6)
+    images, labels = conditional_samples(mm, 4, rng=0)
+    assert images.shape == (12, 20) and labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    z = np.random.default_rng(0).standard_normal((4, 2))  # shared: one z per column
+    np.testing.assert_allclose(images[8:], mm.decode(z, [2] * 4), rtol=1e-6)
 
 
 def test_softmax_regression_is_scikit_learns():

@@ -39,22 +39,39 @@ def analogies(model, X):
     return np.asarray(out).reshape(n, k, -1)
 
 
-def write_figures(model, x_test, image_shape, folder, *, label_names=None, n_per_class=10,
-                  n_analogies=8, seed=0):
-    """Write ``samples_by_class.png`` and ``analogies.png`` into ``folder``; return the
-    file names. The analogies use the first ``n_analogies`` rows of ``x_test``."""
+def write_figures(model, x_test, image_shape, folder, *, y_test=None, label_names=None,
+                  n_per_class=10, n_analogies=10, seed=0, prefix="", title=""):
+    """Write ``{prefix}samples_by_class.png`` and ``{prefix}analogies.png`` into ``folder``;
+    return the file names. The analogies use ``n_analogies`` test images: the first of
+    each class in turn when ``y_test`` is given, else the first rows; ``title`` starts
+    both figures' titles."""
     from npvae import plot
 
     k = model.n_classes
     names = [str(c) for c in (label_names or range(k))][:k]
+    files = [f"{prefix}samples_by_class.png", f"{prefix}analogies.png"]
     images, _ = conditional_samples(model, n_per_class, rng=np.random.default_rng(seed))
     plot.image_grid(images, image_shape, ncols=n_per_class, clip=True, row_labels=names,
-                    title="samples by class (each column: one z decoded as every class)",
-                    path=os.path.join(folder, "samples_by_class.png"))
-    x = np.asarray(x_test[:n_analogies])
+                    title=f"{title}samples by class (each column: one z decoded as every class)",
+                    path=os.path.join(folder, files[0]))
+    x = np.asarray(x_test)[_one_per_class(y_test, len(x_test), n_analogies)]
     grid = np.concatenate([x[:, None, :], analogies(model, x)], axis=1)  # (n, 1 + K, D)
     plot.image_grid(grid.reshape(-1, grid.shape[-1]), image_shape, ncols=k + 1, clip=True,
-                    title="analogies: a test image (left), its style z decoded as "
+                    title=f"{title}analogies: a test image (left), its style z decoded as "
                           + ", ".join(names),
-                    path=os.path.join(folder, "analogies.png"))
-    return ["samples_by_class.png", "analogies.png"]
+                    path=os.path.join(folder, files[1]))
+    return files
+
+
+def _one_per_class(y, n, count):
+    """Row indices: the first row of each class, then the second of each, ... (``count``
+    of them); the first ``count`` rows without labels."""
+    if y is None:
+        return np.arange(min(count, n))
+    y = np.asarray(y)
+    rank = np.empty(len(y), np.int64)  # how many earlier rows share the row's class
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        rank[rows] = np.arange(len(rows))
+    order = np.lexsort((y, rank))  # by rank, then class
+    return order[:count]

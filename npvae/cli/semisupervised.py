@@ -132,8 +132,8 @@ def train_m2(args, callbacks=()):
     figs = []
     if not args.no_figures and shape is not None:
         _say(args, "drawing figures ...")
-        figs = write_figures(model, x_test, shape, run_dir, label_names=names,
-                             seed=opts["seed"])
+        figs = write_figures(model, x_test, shape, run_dir, y_test=ds.y_test,
+                             label_names=names, seed=opts["seed"])
     config["result"]["figures"] = figs
     runs.write_json(os.path.join(run_dir, CONFIG), config)
     if args.quiet:

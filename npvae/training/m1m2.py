@@ -57,7 +57,8 @@ class M1M2(EstimatorMixin):
             raise NotFittedError("this M1M2 has no weights yet: call fit(X, y) first")
         return self.m1_, self.m2_
 
-    def fit(self, X, y, *, m1_fit=None, validation_data=None, test_data=None, **m2_fit):
+    def fit(self, X, y, *, m1_fit=None, fit_m1=True, validation_data=None, test_data=None,
+            **m2_fit):
         """``m1.fit(X, **m1_fit)`` on every row, then ``m2.fit(m1.transform(X), y, ...)``
         with the validation and test data mapped through M1 too.
 
@@ -67,6 +68,9 @@ class M1M2(EstimatorMixin):
         y : array_like (N,) of int, -1 for an unlabelled row
         m1_fit : dict, optional
             Arguments of :meth:`npvae.VAE.fit` (``epochs``, ``lr``, ...).
+        fit_m1 : bool, default True
+            False keeps a ``m1`` that was fitted already (it never sees labels, so one M1
+            can serve several label sets).
         validation_data, test_data : (X, y), optional
         **m2_fit
             Arguments of :meth:`SemiSupervisedVAE.fit`.
@@ -75,7 +79,10 @@ class M1M2(EstimatorMixin):
             latent_dim=20, hidden=(256,), likelihood="gaussian", variance=0.05)
         self.m2_ = self.m2 if self.m2 is not None else SemiSupervisedVAE(
             likelihood="gaussian-diag")
-        self.m1_.fit(X, **(m1_fit or {}))
+        if fit_m1:
+            self.m1_.fit(X, **(m1_fit or {}))
+        elif not self.m1_._built():
+            raise ValueError("fit_m1=False needs an m1 that is fitted already")
         self.m2_.fit(self.m1_.transform(X), y, validation_data=self._mapped(validation_data),
                      test_data=self._mapped(test_data), **m2_fit)
         return self
