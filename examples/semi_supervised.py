@@ -42,12 +42,14 @@ def at_best(model):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__, epochs=150, n_train=1000)
+    ap = _common.parser(__doc__, epochs=300, n_train=1000)
     ap.add_argument("--labels", type=int, nargs="+", default=[50, 100])
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--m1-epochs", type=int, default=300)
     ap.add_argument("--baseline-epochs", type=int, default=300)
     ap.add_argument("--weighting", choices=("batch", "dataset"), default="batch")
+    ap.add_argument("--alpha", type=float, default=None,
+                    help="weight of the cross-entropy (default: 0.1 * 1000 / labels)")
     args = _common.parse(ap, argv)
     t0 = time.perf_counter()
 
@@ -75,10 +77,12 @@ def main(argv=None):
                                      validation_data=(xv, yv),
                                      epochs=args.baseline_epochs, seed=args.seed)
                 lr = SoftmaxRegression().fit(f, y, 10, validation_data=(fv, yv))
-                m2 = SemiSupervisedVAE(10, latent_dim=LATENT, hidden=HIDDEN, seed=args.seed)
+                m2 = SemiSupervisedVAE(10, latent_dim=LATENT, hidden=HIDDEN, alpha=args.alpha,
+                                       seed=args.seed)
                 m2.fit(x, y, validation_data=(xv, yv), test_data=test, **fit)
                 mm = M1M2(m1, SemiSupervisedVAE(10, latent_dim=LATENT, hidden=HIDDEN,
-                                                likelihood="gaussian-diag", seed=args.seed))
+                                                likelihood="gaussian-diag", alpha=args.alpha,
+                                                seed=args.seed))
                 mm.fit(x, y, fit_m1=False, validation_data=(xv, yv), test_data=test, **fit)
                 row = {"labels": n_labels, "draw": draw,
                        "supervised": clf.score(*test), "m1_lr": lr.score(ft, ds.y_test),
@@ -99,7 +103,7 @@ def main(argv=None):
                                             f"{n_labels} labels: ")
 
     print(f"\ntest accuracy on {len(ds.x_test)} digits, mean +- std over {args.draws} label "
-          f"draws (weighting={args.weighting}):")
+          f"draws (weighting={args.weighting}, alpha={args.alpha or '0.1 * 1000 / labels'}):")
     print("| labels | supervised only | M1 + LR | M2 | M1 + M2 |\n|---|---|---|---|---|")
     for n_labels in args.labels:
         rows = [r for r in results if r["labels"] == n_labels]

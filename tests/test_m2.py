@@ -26,7 +26,7 @@ def perturbed(model, rng):
 
 @given(
     enc=st.lists(st.integers(1, 3), max_size=1), dec=st.lists(st.integers(1, 3), max_size=1),
-    cls=st.lists(st.integers(1, 3), max_size=2), d=st.integers(1, 4), z=st.integers(1, 2),
+    cls=st.lists(st.integers(1, 3), max_size=1), d=st.integers(1, 3), z=st.integers(1, 2),
     k=st.integers(2, 3), n_lab=st.integers(0, 2), n_unl=st.integers(0, 2),
     L=st.integers(1, 2), alpha=st.sampled_from([0.0, 0.5, 3.0]),
     lik=st.sampled_from(LIKELIHOOD_NAMES), act=st.sampled_from(["tanh", "softplus", "sigmoid"]),
@@ -36,7 +36,7 @@ def perturbed(model, rng):
          lik="bernoulli", act="tanh", weighted=False, seed=1)  # one unlabelled row
 @example(enc=[], dec=[], cls=[], d=2, z=1, k=2, n_lab=1, n_unl=0, L=2, alpha=3.0,
          lik="gaussian-diag", act="softplus", weighted=True, seed=2)  # one labelled row
-@example(enc=[2], dec=[3], cls=[3, 2], d=4, z=2, k=3, n_lab=2, n_unl=2, L=2, alpha=0.5,
+@example(enc=[2], dec=[3], cls=[3, 2], d=3, z=2, k=3, n_lab=2, n_unl=2, L=2, alpha=0.5,
          lik="gaussian-scalar", act="sigmoid", weighted=True, seed=3)  # mixed
 def test_m2_gradient_every_entry(enc, dec, cls, d, z, k, n_lab, n_unl, L, alpha, lik, act,
                                  weighted, seed):
