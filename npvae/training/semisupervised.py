@@ -8,19 +8,16 @@ For M1+M2 (M2 on the latent means of a VAE trained on all the data) see
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-from tqdm.auto import tqdm
 
 from npvae.core import checks as chk
 from npvae.core.activations import ACTIVATIONS
 from npvae.core.classifier import check_labels
 from npvae.core.m2 import M2Model
-from npvae.core.optim import Adam
 from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from npvae.training.m2_trainer import balanced_labels, run
 from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
-from npvae.training.trainer import TrainingDiverged, param_arrays, restore_params, thread_limits
+from npvae.training.trainer import param_arrays, restore_params
 
 __all__ = ["SemiSupervisedVAE", "balanced_labels", "CHECKPOINT_KIND"]
 
@@ -28,32 +25,6 @@ CHECKPOINT_KIND = "npvae.M2"
 _CTOR_KEYS = ("n_classes", "input_dim", "latent_dim", "encoder_hidden", "decoder_hidden",
               "classifier_hidden", "activation", "likelihood", "variance", "n_samples",
               "dtype", "init", "seed", "alpha")
-
-
-def balanced_labels(y, n_labels, rng):
-    """Keep ``n_labels`` labels, ``n_labels / K`` of each class drawn at random with ``rng``,
-    and mark every other row unlabelled (-1). Returns a new int64 array.
-
-    ``n_labels`` must be a multiple of the number of classes K, and no larger than K times
-    the size of the smallest class.
-    """
-    y = np.asarray(y, dtype=np.int64)
-    classes = np.unique(y[y >= 0])
-    k = len(classes)
-    n_labels = chk.positive_int(n_labels, "n_labels")
-    if k < 2 or n_labels % k:
-        raise ValueError(f"n_labels={n_labels} must be a multiple of the {k} classes, so that "
-                         f"every class gets the same number; try {max(k, n_labels // k * k)}")
-    per = n_labels // k
-    out = np.full(len(y), -1, dtype=np.int64)
-    for c in classes:
-        rows = np.flatnonzero(y == c)
-        if len(rows) < per:
-            raise ValueError(f"class {c} has only {len(rows)} rows, fewer than the {per} "
-                             f"labels per class that n_labels={n_labels} asks for")
-        keep = rng.choice(rows, size=per, replace=False)
-        out[keep] = c
-    return out
 
 
 class SemiSupervisedVAE(EstimatorMixin, M2Model):
@@ -245,7 +216,7 @@ class SemiSupervisedVAE(EstimatorMixin, M2Model):
         """
         x0 = chk.as_data(X, np.float64, "X")
         yl = check_labels(y, x0.shape[0], np.iinfo(np.int64).max, "y")
-        lab, unl = np.flatnonzero(yl >= 0), np.flatnonzero(yl < 0)
+        lab = np.flatnonzero(yl >= 0)
         if len(lab) == 0:
             raise ValueError("y has no labelled rows (all -1); M2 needs some labels. For "
                              "unlabelled data alone, train an npvae.VAE")
@@ -267,68 +238,16 @@ class SemiSupervisedVAE(EstimatorMixin, M2Model):
             raise ValueError("early_stopping_patience needs validation_data=(X_val, y_val)")
         if weighting not in ("batch", "dataset"):
             raise ValueError(f"weighting must be 'batch' or 'dataset', got {weighting!r}")
-        n, nl, nu = len(X), len(lab), len(unl)
         alpha = self.__dict__["alpha"]
-        self.alpha_ = 0.1 * n / nl if alpha is None else chk.nonnegative_float(alpha, "alpha")
+        self.alpha_ = (0.1 * len(X) / len(lab) if alpha is None
+                       else chk.nonnegative_float(alpha, "alpha"))
         self.classes_ = np.arange(core.n_classes)
         seed = core.seed if seed is None else chk.positive_int(seed, "seed", minimum=0)
-        r_unl, r_lab, r_noise = (np.random.default_rng(s) for s in
-                                 np.random.SeedSequence([seed, 0x4D32]).spawn(3))
-        opt = Adam(core.params, lr=chk.positive_float(lr, "lr"), weight_decay=weight_decay,
-                   clip_norm=clip_norm, backend=core.backend)
-        stream = _Cycle(lab, r_lab)
-        if nu:
-            spe, w_l = -(-nu // bu), ((nl / n) if weighting == "dataset" else 1.0) / bl
-        else:
-            spe, w_l = -(-nl // bl), 1.0 / bl
         self.history_, self.best_epoch_ = [], None
-        best, best_params, bad = -1.0, None, 0
-        bar = tqdm(total=epochs * spe, unit="step", disable=not progress, leave=True)
-        with thread_limits(threads), bar:
-            for e in range(epochs):
-                t0, snapshot = time.perf_counter(), core.params.data.copy()
-                perm = r_unl.permutation(unl)
-                sums = dict.fromkeys(("loss", "ce", "entropy", "kl", "recon"), 0.0)
-                bar.set_description(f"epoch {e + 1}/{epochs}")
-                for b in range(spe):
-                    ub = perm[b * bu:(b + 1) * bu]
-                    lb = stream.take(bl)
-                    idx = np.concatenate([lb, ub])
-                    w = np.full(len(idx), w_l)
-                    if nu:  # (a smaller last batch: its rows weigh more, the sum stays N_u/N)
-                        w[len(lb):] = ((nu / n) if weighting == "dataset" else 1.0) / len(ub)
-                    loss, parts = core.loss_and_grad(X[idx], yl[idx], alpha=self.alpha_,
-                                                     sample_weight=w, rng=r_noise,
-                                                     check_input=False)
-                    if not np.isfinite(loss):
-                        core.params.data[...] = snapshot
-                        raise TrainingDiverged(
-                            f"the loss became {loss} at epoch {e + 1}, step {b + 1}; the model "
-                            f"was rolled back to the start of the epoch. Lower lr (now {lr:g}) "
-                            "or set clip_norm=...")
-                    opt.step()
-                    for key in sums:
-                        sums[key] += (loss if key == "loss" else parts[key] or 0.0) / spe
-                    bar.update(1)
-                rec = {"epoch": e + 1, **sums,
-                       "val_accuracy": None if val is None else self.score(*val),
-                       "test_accuracy": None if test is None else self.score(*test),
-                       "seconds": time.perf_counter() - t0}
-                self.history_.append(rec)
-                bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("loss", "ce", "val_accuracy",
-                                                               "test_accuracy")
-                                 if rec[k] is not None}, refresh=False)
-                if val is not None:
-                    if rec["val_accuracy"] > best:
-                        best, best_params, bad = rec["val_accuracy"], core.params.data.copy(), 0
-                        self.best_epoch_ = e + 1
-                    else:
-                        bad += 1
-                stop = any(cb(self, rec) for cb in callbacks)
-                if stop or (patience is not None and bad >= patience):
-                    break
-        if best_params is not None:
-            core.params.data[...] = best_params
+        run(self, X, yl, val, test, epochs=epochs, batch_size=bu, labelled_batch_size=bl,
+            lr=chk.positive_float(lr, "lr"), weight_decay=weight_decay, clip_norm=clip_norm,
+            patience=patience, seed=seed, threads=threads, progress=progress,
+            callbacks=callbacks, weighting=weighting)
         return self
 
     def _labelled(self, data, argname):
@@ -435,19 +354,6 @@ class SemiSupervisedVAE(EstimatorMixin, M2Model):
         model.best_epoch_ = config.get("best_epoch")
         model.history_ = list(config.get("history", []))
         return model
-
-
-class _Cycle:
-    """Endless stream over ``rows``, reshuffled with ``rng`` at every pass."""
-
-    def __init__(self, rows, rng):
-        self.rows, self.rng, self.queue = rows, rng, np.empty(0, np.int64)
-
-    def take(self, n):
-        while len(self.queue) < n:
-            self.queue = np.concatenate([self.queue, self.rng.permutation(self.rows)])
-        out, self.queue = self.queue[:n], self.queue[n:]
-        return out
 
 
 # what the core M2Model keeps besides its constructor arguments (read on the built model)
