@@ -171,8 +171,9 @@ class SemiSupervisedVAE(EstimatorMixin, M2Model):
         step is an unbiased estimate of Kingma's objective per data point,
         ``(1/N) [sum_labelled (-ELBO + alpha CE) + sum_unlabelled U]``, whatever the batch
         holds; the cross-entropy then weighs ``alpha N_l / N`` (0.1 with the default
-        alpha) against the bound's 1, and on scikit-learn's digits the classifier learned
-        far more slowly (README, "Semi-supervised learning").
+        alpha) against the bound's 1, and on scikit-learn's digits with 50 labels M2 then
+        scored 0.832 against 0.891 with ``"batch"`` (150 epochs, 5 label draws; README,
+        "Semi-supervised learning").
 
         Parameters
         ----------
