@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from npvae.core import checks as chk
+
 __all__ = ["elbo_terms", "iwae_log_likelihood", "active_units", "kl_per_dimension"]
 
 _ROWS = 1024  # rows per forward chunk
@@ -27,9 +29,8 @@ _MAX_ELEMENTS = 1 << 22  # decoder outputs held at once (k-chunk * rows * D)
 
 
 def _rng(rng, model):
-    if rng is None:
-        return model.rng
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = chk.generator(rng, "rng")
+    return model.rng if rng is None else rng
 
 
 def _checked(model, X, y):

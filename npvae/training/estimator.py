@@ -10,17 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core.activations import ACTIVATIONS, get_activation
+from npvae.core import memory
 from npvae.core.model import VAEModel
 from npvae.inference import metrics
+from npvae.training import schema
 from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from npvae.training.trainer import CHECKPOINT_KIND, Trainer, param_arrays, restore_params
 
 __all__ = ["VAE"]
-
-_CTOR_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "activation",
-              "likelihood", "variance", "beta", "n_samples", "free_bits", "cond_dim", "dtype",
-              "init", "seed")
 
 
 class VAE(VAEModel):
@@ -141,6 +138,7 @@ class VAE(VAEModel):
             The loss or gradient became NaN/inf; the weights are rolled back to the start
             of that epoch and the last checkpoint is left as it was.
         """
+        warm_start = chk.flag(warm_start, "warm_start")
         trainer = Trainer(
             self, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
             lr_schedule=lr_schedule, kl_warmup_epochs=kl_warmup_epochs, free_bits=free_bits,
@@ -201,8 +199,14 @@ class VAE(VAEModel):
             Return E[x | z] (probabilities for Bernoulli); False draws x ~ p(x | z).
         """
         self._require_built()
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = chk.positive_int(n, "n")
+        mean = chk.flag(mean, "mean")
+        rows = n * (1 if mean else 2)  # a draw holds the raw output beside the sample
+        memory.check_memory(
+            memory.decode_bytes(rows, self.latent_dim, self.decoder_hidden, self.input_dim,
+                                self.cond_dim, self.dtype.itemsize),
+            f"sampling n={n} examples of {self.input_dim} values", "ask for fewer at a time "
+            "(call sample repeatedly)")
         rng = metrics._rng(rng, self)
         z = rng.standard_normal((int(n), self.latent_dim)).astype(self.dtype)
         if mean:
@@ -250,26 +254,42 @@ class VAE(VAEModel):
         npvae.training.checkpoint.CheckpointError
             The file is damaged, or its arrays do not fit the model its config describes.
         """
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
-        kwargs = {k: config[k] for k in _CTOR_KEYS if k in config}
-        if kwargs.get("input_dim") is None:
-            raise CheckpointError(f"{path}: config has no input_dim; not a saved VAE")
-        act = kwargs.get("activation")
-        if isinstance(act, dict):  # an Activation instance saved as {name, param}
-            c = ACTIVATIONS[act["name"]]
-            kwargs["activation"] = c(act["param"]) if act.get("param") else c()
-        else:
-            get_activation(act)
-        try:
-            model = cls(**kwargs, backend=backend)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: its config does not build a model: {exc}") from exc
+        holder = {}
+
+        def check(meta):  # before any array is read: config types, sizes, memory
+            holder["model"] = cls._from_config(meta["config"], path, backend)
+            schema.check_manifest_fits(holder["model"], meta, path)
+
+        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND, check=check)
+        model = holder["model"]
+        model.build(model.input_dim)
         restore_params(model, arrays, path)
         kept = arrays.get("train/best_params")
         if best and kept is not None \
                 and (config.get("training") or {}).get("finished") != "diverged":
-            if kept.shape != model.params.data.shape:
-                raise CheckpointError(f"{path}: its best weights do not fit the model")
+            if not np.all(np.isfinite(kept)):
+                raise CheckpointError(f"{path}: its best weights (train/best_params) contain "
+                                      "NaN or inf; the file is damaged: load it with "
+                                      "best=False for the latest weights")
             model.params.data[...] = kept
         model.history_ = list(config.get("history", []))
         return model
+
+    @classmethod
+    def _from_config(cls, config, path, backend):
+        """An unbuilt model of the architecture ``config`` describes, every value checked;
+        ``input_dim`` is set and its memory checked, but nothing is allocated."""
+        kwargs = schema.model_kwargs(config, path)
+        schema.check_history(config.get("history", []), path)
+        if config.get("training") is not None:
+            schema.check_training(config["training"], path)
+        d = kwargs.pop("input_dim")
+        try:
+            model = cls(**kwargs, backend=backend)
+            model.check_memory(d)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: its config does not build a model: "
+                                  f"{' '.join(str(exc).split())}") from None
+        model.input_dim = d
+        return model
+

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from npvae.core import checks as chk
 from npvae.core.optim import SGD, Adam
 from npvae.inference.metrics import elbo_terms
+from npvae.training import schema
 from npvae.training.checkpoint import (
     CheckpointError,
     check_shapes,
@@ -124,13 +125,6 @@ def thread_limits(threads):
         yield
 
 
-def _choice(value, argname, choices):
-    if value not in choices:
-        raise ValueError(f"{argname} must be one of {', '.join(map(repr, choices))}, "
-                         f"got {value!r}")
-    return value
-
-
 def param_arrays(model):
     """``{"params/<name>": array}`` for every named parameter (views, not copies)."""
     return {f"params/{name}": v for name, v in model.named_parameters().items()}
@@ -143,7 +137,10 @@ def restore_params(model, arrays, path=None):
     extra = sorted(k for k in arrays if k.startswith("params/") and k not in expected)
     if extra:
         raise CheckpointError(f"{path}: checkpoint has parameters the model lacks: {extra}")
-    model.params.load({k[7:]: arrays[k] for k in expected})
+    try:
+        model.params.load({k[7:]: arrays[k] for k in expected})
+    except ValueError as exc:  # NaN or inf weights
+        raise CheckpointError(f"{path}: {exc}; the file is damaged") from None
 
 
 class Trainer:
@@ -163,9 +160,9 @@ class Trainer:
         self.epochs = chk.positive_int(epochs, "epochs")
         self.batch_size = chk.positive_int(batch_size, "batch_size")
         self.lr = chk.positive_float(lr, "lr")
-        self.optimizer_name = _choice(optimizer, "optimizer", tuple(OPTIMIZERS))
+        self.optimizer_name = chk.choice(optimizer, "optimizer", tuple(OPTIMIZERS))
         if not callable(lr_schedule):
-            _choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+            chk.choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
         self.lr_schedule = lr_schedule
         self.kl_warmup_epochs = chk.nonnegative_float(kl_warmup_epochs, "kl_warmup_epochs")
         self.free_bits = None if free_bits is None else chk.nonnegative_float(free_bits,
@@ -175,23 +172,20 @@ class Trainer:
         self.clip_norm = None if clip_norm is None else chk.positive_float(clip_norm,
                                                                            "clip_norm")
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
-        seed = model.seed if seed is None else seed
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = chk.seed(model.seed if seed is None else seed)
         self.threads = None if threads is None else chk.positive_int(threads, "threads")
-        self.binarize = _choice(binarize, "binarize", (None, "stochastic"))
-        _choice(corruption, "corruption", (None, *CORRUPTIONS))
+        self.binarize = chk.choice(binarize, "binarize", (None, "stochastic"))
+        chk.choice(corruption, "corruption", (None, *CORRUPTIONS))
         self.corruption = corruption
         self.corruption_level = (None if corruption is None
                                  else check_corruption(corruption, corruption_level)[1])
-        self.checkpoint_path = None if checkpoint_path is None else os.fspath(checkpoint_path)
+        self.checkpoint_path = chk.path_or_none(checkpoint_path, "checkpoint_path")
         self.checkpoint_every = chk.positive_int(checkpoint_every, "checkpoint_every")
+        self.resume = chk.flag(resume, "resume")
         if resume and self.checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path=... (the file to resume from)")
-        self.resume = bool(resume)
-        self.progress = bool(progress)
-        self.callbacks = list(callbacks)
+        self.progress = chk.flag(progress, "progress")
+        self.callbacks = chk.callbacks(callbacks)
         self.stop_training = False
 
     # ------------------------------------------------------------------------- state
@@ -250,18 +244,37 @@ class Trainer:
             arrays, config = self._state()
             save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
 
-    def _load(self, path):
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
-        tr = config.get("training")
-        if tr is None:
+    def _check_resumable(self, meta, path):
+        """Before any array is read: the config describes this model and a valid state."""
+        config = meta["config"]
+        if config.get("training") is None:
             raise CheckpointError(f"{path} holds a saved model without training state, so "
                                   "it cannot be resumed; load it with VAE.load instead")
+        schema.model_kwargs(config, path)
+        schema.check_history(config.get("history", []), path)
+        schema.check_training(config["training"], path)
         mine = self.model.config()
-        diff = [f"{k}: checkpoint {config.get(k)!r}, model {mine[k]!r}"
+        diff = [f"{k}: checkpoint {config.get(k)!r:.40}, model {mine[k]!r}"
                 for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
         if diff:
             raise CheckpointError(f"{path} was written by a different model; "
                                   + "; ".join(diff))
+        schema.check_manifest_fits(self.model, meta, path)
+
+    def _load(self, path):
+        arrays, config, _ = load_checkpoint(
+            path, kind=CHECKPOINT_KIND, check=lambda meta: self._check_resumable(meta, path))
+        try:
+            self._restore(path, arrays, config)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            if isinstance(exc, CheckpointError) or "resume with the same" in str(exc):
+                raise
+            raise CheckpointError(f"{path}: its training state cannot be restored "
+                                  f"({' '.join(str(exc).split())}); the file is damaged") \
+                from None
+
+    def _restore(self, path, arrays, config):
+        tr = config["training"]
         restore_params(self.model, arrays, path)
         old = tr["settings"]
         if old["optimizer"] != self.optimizer_name:
@@ -302,6 +315,8 @@ class Trainer:
         if self.patience is not None and val is None:
             raise ValueError("early_stopping_patience needs validation_data=(X_val,) or "
                              "(X_val, y_val)")
+        m.check_memory(x0.shape[1] if reinit or m.params is None else m.input_dim,
+                       min(self.batch_size, x0.shape[0]))
         if reinit or m.params is None:
             m.build(x0.shape[1])
         X = m._check_x(x0, "X")
