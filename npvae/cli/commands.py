@@ -71,16 +71,23 @@ def _train_options(args):
     return {**TRAIN_DEFAULTS, **saved, **given}, run_dir, True
 
 
-def _prepare_run_dir(args, opts):
-    if args.out is None:
-        return runs.new_run_dir("runs", opts["dataset"])
-    out = args.out
-    if os.path.exists(os.path.join(out, CHECKPOINT)):
-        raise CLIError(f"{out} already holds a run; continue it with `npvae train --resume "
-                       f"{out}` or pass another --out")
+def _check_out(out):
+    if out is None:
+        return
+    if not out.strip():
+        raise CLIError("--out needs a folder name, got an empty string")
     if os.path.exists(out) and not os.path.isdir(out):
         raise CLIError(f"--out {out} is a file; pass a folder")
+
+
+def _prepare_run_dir(args, opts, stack):
+    """Create the run folder (or take the resumed one) and hold its lock in ``stack``."""
+    out = runs.new_run_dir("runs", opts["dataset"]) if args.out is None else args.out
     os.makedirs(out, exist_ok=True)
+    stack.enter_context(runs.run_lock(out))
+    if args.out is not None and os.path.exists(os.path.join(out, CHECKPOINT)):
+        raise CLIError(f"{out} already holds a run; continue it with `npvae train --resume "
+                       f"{out}` or pass another --out")
     return out
 
 
@@ -105,9 +112,17 @@ def _dataset_info(ds, x_test, classes):
 
 
 def train(args, callbacks=()):
+    with contextlib.ExitStack() as stack:  # holds the run folder's lock
+        return _train(args, callbacks, stack)
+
+
+def _train(args, callbacks, stack):
     from npvae.training.trainer import TrainingDiverged
 
+    _check_out(args.out)
     opts, run_dir, resuming = _train_options(args)
+    if resuming:
+        stack.enter_context(runs.run_lock(run_dir))
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
     source = opts["data"] or opts["dataset"]
     _say(args, f"loading {source} ...")
@@ -118,7 +133,7 @@ def train(args, callbacks=()):
     y_test = runs.one_hot(ds.y_test, cond) if classes else None
     model = _build_model(opts, ds.x_train.shape[1], cond)
     if run_dir is None:
-        run_dir = _prepare_run_dir(args, opts)
+        run_dir = _prepare_run_dir(args, opts, stack)
     ckpt = os.path.join(run_dir, CHECKPOINT)
     config = {"command": "npvae train", "options": opts,
               "model": {**model.config(), "backend": model.backend},
@@ -183,10 +198,11 @@ def train(args, callbacks=()):
                 ds.y_test if ds.y_test is not None and ds.y_test.ndim == 1 else None,
                 image_shape=ds.image_shape, classes=classes, label_names=ds.label_names,
                 seed=opts["seed"])
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            runs.write_json(os.path.join(run_dir, CONFIG), config)
             print(f"interrupted while drawing the figures; the checkpoint {ckpt} is complete. "
                   f"Redraw them with: npvae train --resume {run_dir}", file=sys.stderr)
-            return 130
+            return 128 + getattr(exc, "signum", signal.SIGINT)
     config["result"]["figures"] = figs
     runs.write_json(os.path.join(run_dir, CONFIG), config)
     if quiet:
@@ -341,6 +357,26 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
 
 
 # ----------------------------------------------------------------------------- info
+def _status(tr, hist, run_cfg):
+    """How the run stands: its stop reason when it finished (early stopping, divergence),
+    "completed" only when it trained every epoch it was asked for, else "interrupted"
+    (Ctrl-C, SIGTERM, a kill, or a callback, as config.json says)."""
+    if not tr:
+        return None
+    if tr.get("finished"):
+        return tr["finished"]
+    wanted = (tr.get("settings") or {}).get("epochs")
+    if tr.get("step_in_epoch") or (hist and hist[-1].get("interrupted")) \
+            or (wanted is not None and tr.get("epoch", 0) < wanted):
+        said = (run_cfg.get("result") or {}).get("stop_reason")
+        return said if said in ("callback", "interrupted") else "interrupted"
+    return "completed"
+
+
+def _num(v, spec):
+    return format(v, spec) if isinstance(v, (int, float)) else f"{'-':>{spec.split('.')[0]}}"
+
+
 def info(args, callbacks=()):
     model, ckpt, run_cfg, ck = _load(args)
     tr = ck.get("training") or {}
@@ -350,8 +386,7 @@ def info(args, callbacks=()):
                                         *model.encoder_hidden, f"2x{model.latent_dim}"])
     dec = " -> ".join(str(s) for s in [model.latent_dim + model.cond_dim,
                                         *model.decoder_hidden, model.input_dim])
-    finished = tr.get("finished") or ("interrupted" if hist and hist[-1].get("interrupted")
-                                      else ("completed" if tr else None))
+    finished = _status(tr, hist, run_cfg)
     res = {"checkpoint": ckpt, "size_bytes": os.path.getsize(ckpt),
            "parameters": int(model.params.data.size), "model": model.config(),
            "encoder": enc, "decoder": dec, "epochs_trained": len(done), "status": finished,
@@ -372,15 +407,16 @@ def info(args, callbacks=()):
     ds = res["dataset"]
     if ds:
         shape = "x".join(map(str, ds["image_shape"])) if ds.get("image_shape") else \
-            f"{ds['n_features']} values"
-        lines.append(f"dataset      {ds['name']}: {ds['n_train']} train / {ds['n_test']} test, "
+            f"{ds.get('n_features')} values"
+        lines.append(f"dataset      {ds['name']}: {ds.get('n_train')} train / "
+                     f"{ds.get('n_test')} test, "
                      f"{shape}")
     s = tr.get("settings")
     if s:
-        lines.append(f"training     {len(done)} of {s['epochs']} epochs ({finished}), batch "
-                     f"{s['batch_size']}, {s['optimizer']} lr {s['lr']:g}, schedule "
-                     f"{s['lr_schedule'] or 'none'}, KL warm-up {s['kl_warmup_epochs']:g}, "
-                     f"seed {s['seed']}")
+        lines.append(f"training     {len(done)} of {s.get('epochs')} epochs ({finished}), batch "
+                     f"{s.get('batch_size')}, {s.get('optimizer')} lr {_num(s.get('lr'), 'g')}, "
+                     f"schedule {s.get('lr_schedule') or 'none'}, KL warm-up "
+                     f"{_num(s.get('kl_warmup_epochs'), 'g')}, seed {s.get('seed')}")
     if done:
         secs = sum(r.get("seconds", 0.0) for r in hist)
         lines.append(f"history      {'epoch':>5} {'train loss':>11} {'val ELBO':>10} "
@@ -389,10 +425,10 @@ def info(args, callbacks=()):
         for j, r in enumerate(pick):
             if len(done) > 8 and j == 3:
                 lines.append(f"{'':13}{'...':>5}")
-            v = r.get("val_recon")
-            val = (f"{-(v + r['val_kl']):10.3f} {v:10.3f} {r['val_kl']:8.3f}" if v is not None
+            v, k = r.get("val_recon"), r.get("val_kl")
+            val = (f"{-(v + k):10.3f} {v:10.3f} {k:8.3f}" if v is not None and k is not None
                    else f"{'-':>10} {'-':>10} {'-':>8}")
-            lines.append(f"{'':13}{r['epoch']:5d} {r['train_loss']:11.3f} {val}")
+            lines.append(f"{'':13}{r['epoch']:5d} {_num(r.get('train_loss'), '11.3f')} {val}")
     opts = res["options"]
     if opts:
         lines.append("options      " + " ".join(

@@ -243,6 +243,7 @@ class Trainer:
         if self.checkpoint_path is not None:
             arrays, config = self._state()
             save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
+            self._saved_at = (self.epoch, self.step_in_epoch)
 
     def _check_resumable(self, meta, path):
         """Before any array is read: the config describes this model and a valid state."""
@@ -305,6 +306,7 @@ class Trainer:
         self.best_params = arrays.get("train/best_params")
         self.history = list(config.get("history", []))
         self.finished = tr.get("finished")
+        self._saved_at = (self.epoch, self.step_in_epoch)
 
     # --------------------------------------------------------------------------- fit
     def fit(self, X, y=None, validation_data=None, *, reinit=True):
@@ -327,6 +329,7 @@ class Trainer:
         if self.binarize and (X.min() < 0 or X.max() > 1):
             raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
         self._reset()
+        self._saved_at = None
         if self.resume and os.path.exists(self.checkpoint_path):
             self._load(self.checkpoint_path)
         if val is not None and self.binarize:  # binarised once, so epochs are comparable
@@ -389,14 +392,24 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h if h is not None else signal.SIG_DFL)
 
-    def _diverge(self, snapshot, what):
+    def _diverge(self, snapshot, what, at_epoch_end=False):
         self.model.params.data[...] = snapshot[0]
         self.opt.load_state_dict(snapshot[1])
         self.finished = self.stop_reason = "diverged"
-        where = (f"the last good checkpoint {self.checkpoint_path!r} is untouched"
-                 if self.checkpoint_path else "no checkpoint was written")
+        saved = getattr(self, "_saved_at", None)
+        if self.checkpoint_path is None:
+            where = "no checkpoint was asked for (checkpoint_path=None)"
+        elif saved is None or not os.path.exists(self.checkpoint_path):
+            where = f"no checkpoint had been written yet to {self.checkpoint_path!r}"
+        else:
+            at = f"after epoch {saved[0]}" + (f", step {saved[1]} of epoch {saved[0] + 1}"
+                                              if saved[1] else "")
+            where = (f"the last good checkpoint {self.checkpoint_path!r} ({at}) is kept "
+                     "unchanged")
+        when = (f"at the end of epoch {self.epoch + 1} (after step {self.step})"
+                if at_epoch_end else f"at epoch {self.epoch + 1}, step {self.step + 1}")
         raise TrainingDiverged(
-            f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: {what}. The "
+            f"training diverged {when}: {what}. The "
             f"model was rolled back to the start of epoch {self.epoch + 1}; {where}. Lower "
             "lr, set clip_norm=..., or check the data scale")
 
@@ -417,11 +430,16 @@ class Trainer:
                 self.stop_reason = "interrupted" if self._signal is not None else "callback"
             elif self.finished == "early_stopping":
                 self.stop_reason = "early_stopping"
-            if (self.epoch == self.epochs or self.stop_reason != "completed"
-                    or self.epoch % self.checkpoint_every == 0):
+            saved = (self.epoch == self.epochs or self.stop_reason != "completed"
+                     or self.epoch % self.checkpoint_every == 0)
+            if saved:
                 self._save()
-            if self._signal is not None:  # marked after saving: a resume must not see it
-                rec["interrupted"] = True
+            if self._signal is not None and self.stop_reason == "completed":
+                # the signal came during the callbacks or the save: the epoch is complete
+                # (never marked interrupted); stop here, with a checkpoint of this boundary
+                self.stop_reason = "interrupted"
+                if not saved:
+                    self._save()
 
     def _epoch(self, X, y, val, spe):
         """Run (the rest of) one epoch; return its record, or None if it was cut short."""
@@ -475,8 +493,17 @@ class Trainer:
                 self.history = self.history + [rec]
                 return None
             if not np.all(np.isfinite(m.params.data)):  # never checkpoint NaN weights
-                self._diverge(snapshot, "the parameters became NaN or inf")
-            rec = self._record(e, beta, lr, val)
+                self._diverge(snapshot, "the parameters became NaN or inf", True)
+            try:
+                rec = self._record(e, beta, lr, val)
+            except (ValueError, FloatingPointError):  # the forward's checks met NaN/inf
+                self._diverge(snapshot, "the validation pass met NaN or inf (the weights are "
+                              "finite but so large that the networks' outputs overflow)", True)
+            bad = [k for k in ("train_loss", "val_loss") if rec[k] is not None
+                   and not np.isfinite(rec[k])]
+            if bad:
+                self._diverge(snapshot, f"{' and '.join(bad)} became {rec[bad[0]]} (the "
+                              "weights are finite but too large)", True)
             bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("train_loss", "val_loss")
                              if rec[k] is not None}, refresh=True)
         return rec
