@@ -52,9 +52,12 @@ def _train_options(args):
             if given.get("dataset") not in (None, "file"):
                 raise CLIError("pass either --dataset or --data FILE, not both")
             opts["dataset"] = "file"
-            if not os.path.isfile(opts["data"]):
+            if not os.path.exists(opts["data"]):
                 raise CLIError(f"no such data file: {opts['data']}; pass an existing .npy or "
                                ".npz file to --data")
+            if not os.path.isfile(opts["data"]):
+                raise CLIError(f"--data {opts['data']} is not a regular file (a folder, FIFO "
+                               "or device); pass a .npy or .npz file")
         return opts, None, False
     if args.out is not None:
         raise CLIError("--resume continues the run in its own folder; drop --out")

@@ -26,6 +26,7 @@ __all__ = ["CLIError", "CHECKPOINT", "CONFIG", "METRICS", "new_run_dir", "resolv
 
 CHECKPOINT, CONFIG, METRICS = "checkpoint.npz", "config.json", "metrics.jsonl"
 MAX_CONFIG_BYTES = 16 << 20  # a run's config.json is a few KB
+MAX_CLASSES = 10_000  # one-hot columns --conditional may build
 DATA_SEED = 0  # the data draw and split never depend on --seed, so runs compare on one test set
 
 
@@ -273,6 +274,12 @@ def load_data(opts, *, progress=True):
         ds.x_train = binarize_array(ds.x_train, "threshold")
         x_test = binarize_array(x_test, "threshold")
     elif binarize == "stochastic":
+        for part, x in (("training", ds.x_train), ("test", x_test)):
+            if x.min() < 0 or x.max() > 1:
+                raise CLIError(f"--binarize stochastic draws Bernoulli(x) and needs values in "
+                               f"[0, 1], but the {part} data spans [{x.min():g}, {x.max():g}]; "
+                               "pass --scale auto, minmax or the maximum value instead of "
+                               "--scale none")
         x_test = binarize_array(x_test, "stochastic",
                                 rng=np.random.default_rng([DATA_SEED, 0xB1]))
     return ds, x_test
@@ -319,6 +326,11 @@ def class_info(ds):
     if lo < 0:
         raise CLIError("--conditional needs class labels 0, 1, ..., K-1; found a negative one")
     n = int(max(y.max(), ds.y_test.max() if ds.y_test is not None else 0)) + 1
+    if n > MAX_CLASSES or n > len(y) + (0 if ds.y_test is None else len(ds.y_test)):
+        raise CLIError(f"--conditional one-hot encodes the labels 0..K-1, and the labels go up "
+                       f"to {n - 1}: that would be {n} columns for {len(y)} training rows "
+                       f"(at most {MAX_CLASSES}, and not more than the rows); re-number the "
+                       "classes 0..K-1, e.g. y = np.unique(y, return_inverse=True)[1]")
     names = list(ds.label_names) if ds.label_names and len(ds.label_names) >= n \
         else [str(i) for i in range(n)]
     return n, names

@@ -32,7 +32,7 @@ __all__ = ["UnsafeFileError", "open_regular", "NpzReader", "read_npy", "NpyHeade
 MAX_HEADER_BYTES = 1 << 16
 MAX_MEMBERS = 4096
 MAX_DEFLATE_RATIO = 1032  # deflate's best case: 258 bytes per 2-bit code, plus slack
-ALLOWED_KINDS = "biufcSU"  # stored without pickle and compared exactly
+ALLOWED_KINDS = "biufcSUmM"  # stored without pickle (datetimes too, refused by the users)
 _CHUNK = 1 << 20
 # what zipfile, zlib and numpy raise on a damaged archive
 READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
@@ -116,9 +116,10 @@ def read_header(fp, where):
             MemoryError) as exc:
         raise UnsafeFileError(f"{where} has a damaged .npy header: {_short(exc)}") from None
     if dtype.hasobject:
-        raise UnsafeFileError(f"{where} is an object array (Python objects), which would "
-                              "need unpickling; npvae never unpickles (that can run arbitrary "
-                              "code), so it is refused")
+        raise UnsafeFileError(f"{where} holds Python objects (an object array), which npvae "
+                              "will not unpickle: it never unpickles, since that can run "
+                              "arbitrary code; save a numeric array instead, e.g. "
+                              "np.save(path, np.asarray(x, dtype=np.float32))")
     if dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in ALLOWED_KINDS:
         raise UnsafeFileError(f"{where} has dtype {dtype}; only plain bool, integer, float, "
                               "complex and string arrays are read")
