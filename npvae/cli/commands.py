@@ -94,13 +94,16 @@ def _prepare_run_dir(args, opts, stack):
     return out
 
 
-def _build_model(opts, input_dim, cond_dim):
+def _build_model(opts, input_dim, cond_dim, rows):
     from npvae.training.estimator import VAE
     try:
-        return VAE(input_dim=input_dim, latent_dim=opts["latent_dim"], hidden=opts["hidden"],
-                   activation=opts["activation"], likelihood=opts["likelihood"],
-                   beta=opts["beta"], n_samples=opts["samples"], free_bits=opts["free_bits"],
-                   cond_dim=cond_dim, seed=opts["seed"])
+        model = VAE(latent_dim=opts["latent_dim"], hidden=opts["hidden"],
+                    activation=opts["activation"], likelihood=opts["likelihood"],
+                    beta=opts["beta"], n_samples=opts["samples"], free_bits=opts["free_bits"],
+                    cond_dim=cond_dim, seed=opts["seed"])
+        model.check_memory(input_dim)  # before the weights are built
+        model.check_memory(input_dim, min(opts["batch_size"], rows))
+        return model.build(input_dim)
     except (TypeError, ValueError) as exc:
         raise CLIError(" ".join(str(exc).split())) from exc
 
@@ -134,7 +137,7 @@ def _train(args, callbacks, stack):
     cond = classes[0] if classes else 0
     y_train = runs.one_hot(ds.y_train, cond) if classes else None
     y_test = runs.one_hot(ds.y_test, cond) if classes else None
-    model = _build_model(opts, ds.x_train.shape[1], cond)
+    model = _build_model(opts, ds.x_train.shape[1], cond, len(ds.x_train))
     if run_dir is None:
         run_dir = _prepare_run_dir(args, opts, stack)
     ckpt = os.path.join(run_dir, CHECKPOINT)
@@ -281,6 +284,7 @@ def sample(args, callbacks=()):
     model, ckpt, run_cfg, _ = _load(args)
     names = _class_names(model, run_cfg)
     n, row_labels, ncols = args.n, None, None
+    model.check_sample_memory(n + model.cond_dim, mean=not args.draw)  # before y is built
     if args.label is not None:
         if not model.cond_dim:
             raise CLIError("--label needs a conditional model (trained with --conditional); "

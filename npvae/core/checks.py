@@ -102,6 +102,14 @@ def positive_float(value, argname):
     return v
 
 
+def fraction(value, argname):
+    """A real number in [0, 1) (a momentum, an Adam beta)."""
+    v = _real(value, argname, "a number in [0, 1)")
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"{argname} must be in [0, 1), got {value!r}")
+    return v
+
+
 def optional(check, value, argname, *args):
     """``None`` or ``check(value, argname, *args)``."""
     return None if value is None else check(value, argname, *args)

@@ -201,17 +201,23 @@ class VAE(VAEModel):
         self._require_built()
         n = chk.positive_int(n, "n")
         mean = chk.flag(mean, "mean")
-        rows = n * (1 if mean else 2)  # a draw holds the raw output beside the sample
-        memory.check_memory(
-            memory.decode_bytes(rows, self.latent_dim, self.decoder_hidden, self.input_dim,
-                                self.cond_dim, self.dtype.itemsize),
-            f"sampling n={n} examples of {self.input_dim} values", "ask for fewer at a time "
-            "(call sample repeatedly)")
+        self.check_sample_memory(n, mean)
         rng = metrics._rng(rng, self)
         z = rng.standard_normal((int(n), self.latent_dim)).astype(self.dtype)
         if mean:
             return self.decode(z, y)
         return self.likelihood.sample(self.decode(z, y, raw=True), rng)
+
+    def check_sample_memory(self, n, mean=True):
+        """Raise :class:`~npvae.core.memory.MemoryBudgetError` (a ValueError) if ``sample(n)``
+        would not fit in memory: its output, its latents, the metadata and the workspace."""
+        self._require_built()
+        rows = n * (1 if mean else 2)  # a draw holds the raw output beside the sample
+        need = memory.decode_bytes(rows, self.latent_dim, self.decoder_hidden, self.input_dim,
+                                   self.cond_dim, self.dtype.itemsize)
+        memory.check_memory(need + 8 * n * self.cond_dim, f"sampling n={n} examples of "
+                            f"{self.input_dim} values", "ask for fewer (or call sample "
+                            "several times)")
 
     def elbo(self, X, y=None, *, n_samples=1, rng=None):
         """Per-example ELBO, shape (N,), in nats (beta = 1: the bound on log p(x))."""
