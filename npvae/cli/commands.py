@@ -19,7 +19,8 @@ from npvae.cli.runs import CHECKPOINT, CONFIG, METRICS, CLIError
 
 __all__ = ["train", "sample", "reconstruct", "eval", "info"]
 
-_RUN_ONLY = ("out", "resume", "no_progress", "no_figures", "quiet", "func", "command")
+_RUN_ONLY = ("out", "resume", "no_progress", "no_figures", "quiet", "func", "command",
+             "download_timeout")
 
 
 def _say(args, msg):
@@ -132,7 +133,8 @@ def _train(args, callbacks, stack):
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
     source = opts["data"] or opts["dataset"]
     _say(args, f"loading {source} ...")
-    ds, x_test = runs.load_data(opts, progress=progress)
+    ds, x_test = runs.load_data({**opts, "download_timeout": args.download_timeout},
+                                progress=progress)
     classes = runs.class_info(ds) if opts["conditional"] else None
     cond = classes[0] if classes else 0
     y_train = runs.one_hot(ds.y_train, cond) if classes else None
@@ -254,7 +256,7 @@ def _eval_data(args, model, run_cfg):
     else:
         raise CLIError(f"{args.checkpoint} has no {CONFIG} beside it to say which data it was "
                        "trained on; pass --dataset NAME or --data FILE")
-    ds, x_test = runs.load_data(opts)
+    ds, x_test = runs.load_data({**opts, "download_timeout": args.download_timeout})
     if x_test.shape[1] != model.input_dim:
         raise CLIError(f"the model expects {model.input_dim} values per example but "
                        f"{opts.get('data') or opts.get('dataset')} has {x_test.shape[1]}; pass "

@@ -255,7 +255,8 @@ def load_data(opts, *, progress=True):
                 raise CLIError("--scale applies to --data files only; the built-in datasets "
                                "are already scaled to [0, 1]")
             ds = load_dataset(name, seed=DATA_SEED, cache_dir=opts.get("cache_dir"),
-                              n_train=n_train, n_test=n_test, progress=progress)
+                              n_train=n_train, n_test=n_test, progress=progress,
+                              timeout=opts.get("download_timeout") or 60.0)
     except FileNotFoundError as exc:
         raise CLIError(f"no such data file: {exc.filename or data}; pass an existing .npy "
                        "or .npz file to --data") from exc
