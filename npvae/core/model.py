@@ -87,6 +87,7 @@ class VAEModel:
             tuple(reversed(self.hidden)) if decoder_hidden is None else decoder_hidden,
             "decoder_hidden")
         self.activation = activation
+        variance = chk.positive_float(variance, "variance")  # checked even when unused
         if isinstance(likelihood, str):
             self.likelihood = get_likelihood(
                 likelihood, **({} if likelihood.lower() == "bernoulli" else {"variance": variance}))

@@ -22,6 +22,7 @@ import io
 import os
 import stat
 import struct
+import tokenize
 import zipfile
 import zlib
 
@@ -37,7 +38,7 @@ _CHUNK = 1 << 20
 # what zipfile, zlib and numpy raise on a damaged archive
 READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
                ValueError, RuntimeError, NotImplementedError, struct.error, OverflowError,
-               KeyError, IndexError, TypeError, SyntaxError)
+               KeyError, IndexError, TypeError, SyntaxError, tokenize.TokenError)
 
 
 class UnsafeFileError(ValueError):
@@ -112,8 +113,9 @@ def read_header(fp, where):
             text = text.decode("utf-8").encode("latin1")
         shape, fortran, dtype = reader(io.BytesIO(length.to_bytes(width, "little") + text),
                                        max_header_size=MAX_HEADER_BYTES)
-    except (ValueError, TypeError, SyntaxError, UnicodeError, RecursionError,
-            MemoryError) as exc:
+    except (ValueError, TypeError, SyntaxError, UnicodeError, RecursionError, MemoryError,
+            tokenize.TokenError, OverflowError, KeyError, IndexError) as exc:
+        # numpy parses the header with ast and, for old headers, tokenize (found by fuzzing)
         raise UnsafeFileError(f"{where} has a damaged .npy header: {_short(exc)}") from None
     if dtype.hasobject:
         raise UnsafeFileError(f"{where} holds Python objects (an object array), which npvae "
