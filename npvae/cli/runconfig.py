@@ -2,7 +2,7 @@
 
 ``config.json`` is a file a user can edit, so ``info``, ``sample``, ``eval``, ``reconstruct``
 and ``train --resume`` check it before they use it: :func:`check_run_config` returns the
-first problem as a short string (``"options.lr must be a finite number > 0, got '3e-3'
+first problem as a short string (``"options.lr must be a positive finite number, got '3e-3'
 (str)"``), or None. Options this module does not know (added by other commands) are left to
 their users.
 """

@@ -96,9 +96,9 @@ def nonnegative_float(value, argname):
 
 def positive_float(value, argname):
     """A finite real number > 0 (TypeError for a str, bool or None)."""
-    v = _real(value, argname, "a finite number > 0")
+    v = _real(value, argname, "a positive finite number")
     if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{argname} must be a finite number > 0, got {value!r}")
+        raise ValueError(f"{argname} must be a positive finite number, got {value!r}")
     return v
 
 
