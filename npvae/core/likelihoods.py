@@ -6,6 +6,9 @@ Every likelihood has the same surface:
   rows and dimensions, with ``dout = scale * d(nll)/d(out)`` written and the gradients of
   the likelihood's own parameters (a learned variance) written into the model's buffer.
   This is the hot path; it runs in one fused kernel.
+* ``nll_rows_and_grad(out, x, row_scale, dout, nll, kernels)``: the same kept per row,
+  ``nll[r]`` written and row ``r``'s gradient scaled by ``row_scale[r]``: for objectives
+  that weight samples unequally (IWAE, M2) and for samplers over z.
 * ``nll(out, x)``: per-row NLL, in plain NumPy, for evaluation.
 * ``mean(out, kernels)`` and ``sample(out, rng)``: E[x | z] and a draw from p(x | z).
 * ``validate(x)``: rejects data outside the likelihood's support.
@@ -79,6 +82,10 @@ class Bernoulli(Likelihood):
         k = kernels or get_kernels()
         return k.bernoulli_nll(out, x, scale, dout)
 
+    def nll_rows_and_grad(self, out, x, row_scale, dout, nll, kernels=None):
+        k = kernels or get_kernels()
+        k.bernoulli_nll_rows(out, x, row_scale, dout, nll)
+
     def nll(self, out, x):
         xt = np.tile(x, (out.shape[0] // x.shape[0], 1))
         e = np.maximum(out, 0) - xt * out + np.log1p(np.exp(-np.abs(out)))
@@ -113,6 +120,10 @@ class _Gaussian(Likelihood):
     def nll_and_grad(self, out, x, scale, dout, kernels=None):
         k = kernels or get_kernels()
         return k.gaussian_nll(out, x, self.logvar, scale, dout, self.dlogvar)
+
+    def nll_rows_and_grad(self, out, x, row_scale, dout, nll, kernels=None):
+        k = kernels or get_kernels()
+        k.gaussian_nll_rows(out, x, self.logvar, row_scale, dout, self.dlogvar, nll)
 
     def nll(self, out, x):
         xt = np.tile(x, (out.shape[0] // x.shape[0], 1))

@@ -32,7 +32,8 @@ __all__ = ["BACKENDS", "KERNEL_NAMES", "default_backend", "gemm_info", "get_kern
 BACKENDS = ("numba", "numpy")
 KERNEL_NAMES = (
     "matmul", "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
-    "gaussian_nll", "sigmoid", "adam_step", "adam_step_outer", "sgd_step", "sum_squares",
+    "gaussian_nll", "bernoulli_nll_rows", "gaussian_nll_rows", "sigmoid", "adam_step",
+    "adam_step_outer", "sgd_step", "sum_squares",
 )
 _loaded = {}
 
@@ -69,17 +70,20 @@ def get_kernels(backend=None):
         ns = types.SimpleNamespace(**{k: getattr(module, k) for k in KERNEL_NAMES})
         ns.name = name
         ns.blas_pool = pool
+        ns.pace = _pacer() if name == "numba" else None
         _loaded[name] = ns
     return _loaded[name]
 
 
 def gemm_info(backend=None):
     """What runs the GEMMs of ``backend`` (default: :func:`default_backend`): a dict with
-    ``provider`` (``"mkl"`` or ``"numpy"``), ``detail`` and ``why`` (why not MKL, or None).
+    ``provider`` (``"mkl"``, ``"openblas"`` or ``"numpy"``), ``detail`` and ``why`` (why
+    ``np.dot``, or None).
 
-    The numpy backend always uses ``np.dot``. The numba backend uses Intel MKL, split over
-    Numba's threads, when the ``mkl`` wheel is installed (``pip install "npvae[mkl]"``),
-    unless ``NPVAE_GEMM=numpy``: see :mod:`npvae.plumbing.gemm`.
+    The numpy backend always uses ``np.dot``. The numba backend splits each product over
+    Numba's threads, one sequential BLAS call per block: Intel MKL on an Intel CPU when the
+    ``mkl`` wheel is installed (``pip install "npvae[mkl]"``), else the OpenBLAS NumPy
+    bundles; ``NPVAE_GEMM`` chooses (see :mod:`npvae.plumbing.gemm`).
     """
     if get_kernels(backend).name == "numpy":
         return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)",
@@ -97,6 +101,18 @@ class _NoPool:
 
     def uninstall(self):
         pass
+
+
+def _pacer():
+    """The :class:`~npvae.plumbing.cores.ThreadPacer` that fits the thread count of each
+    training step to the cores other processes leave free, or None: off
+    (``NPVAE_ADAPT_THREADS=0``), or GEMMs through ``np.dot``, whose results depend on
+    OpenBLAS's thread count (npvae's split GEMM's do not: see :mod:`npvae.plumbing.cores`)."""
+    from npvae.plumbing import cores, gemm
+
+    if not cores.enabled() or gemm.provider()[0] is None:
+        return None
+    return cores.ThreadPacer()
 
 
 SPIN_COUNT = "3000000"  # libgomp spin iterations before an idle thread sleeps: see below
@@ -162,6 +178,10 @@ def warmup(dtypes=("float32", "float64")):
         k.sigmoid(a, a.copy())
         k.gaussian_nll(a, a, b, 1.0, a.copy(), b.copy())
         k.gaussian_nll(a, a, b[:1], 1.0, a.copy(), b[:1].copy())
+        r2, nll = np.ones(2, dtype=dt), np.zeros(2)
+        k.bernoulli_nll_rows(a, a, r2, a.copy(), nll)
+        k.gaussian_nll_rows(a, a, b, r2, a.copy(), b.copy(), nll)
+        k.gaussian_nll_rows(a, a, b[:1], r2, a.copy(), b[:1].copy(), nll)
         p = np.zeros(3, dtype=dt)
         k.adam_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0, 1.0)
         k.sgd_step(p, p.copy(), p.copy(), 1e-3, 0.9, 0.0, False, True, 1.0)
@@ -177,6 +197,7 @@ def warmup(dtypes=("float32", "float64")):
         # the prange twins, taken from PARALLEL_MIN values (Adam's only with 2+ threads)
         big = np.zeros((8, PARALLEL_MIN // 8), dtype=dt)
         k.bernoulli_nll(big, big, 1.0, big.copy())
+        k.bernoulli_nll_rows(big, big, np.ones(8, dtype=dt), big.copy(), np.zeros(8))
         k.sigmoid(big, big.copy())
         p = big.ravel()
         k.adam_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0, 1.0)

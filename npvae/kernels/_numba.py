@@ -253,37 +253,43 @@ def _exp_neg_abs(loop, logits, t, lo, hi):
 LOG1P_CHUNK = 512  # factors per product: 512 factors in [1, 2] stay below 2^512
 
 
-@njit(**_REDUCE)
-def _bernoulli_rows(loop, logits, x, t, scale, dlogits, lo, hi):
-    """For rows ``lo:hi``: write ``dlogits = scale (sigmoid(l) - x)`` and return their
-    NLL, ``sum(max(l, 0) - x l) + sum(log1p(t))`` with ``t = e^{-|l|}``.
+@inline
+def _bernoulli_row(logits, xr, t, s, dlogits, r):
+    """Row ``r``: write ``dlogits[r] = s (sigmoid(l) - x)`` and return the row's NLL,
+    ``sum(max(l, 0) - x l) + sum(log1p(t))`` with ``t = e^{-|l|}`` already in ``t[r]``.
 
-    The log part is taken as ``log(prod(1 + t))`` over chunks of a row, the product in
+    The log part is taken as ``log(prod(1 + t))`` over chunks of the row, the product in
     float64 (one ``log`` per chunk instead of one ``log1p`` per value; the product's
     relative error, about 1e-16 per factor, is far below float32's rounding)."""
-    _exp_neg_abs(loop, logits, t, lo, hi)  # the block stays in cache for the loop below
     dt = logits.dtype.type
-    zero, one, s = dt(0), dt(1), dt(scale)
+    zero, one = dt(0), dt(1)
     d = logits.shape[1]
+    row = dt(0)
+    logs = 0.0
+    for j0 in range(0, d, LOG1P_CHUNK):
+        j1 = min(d, j0 + LOG1P_CHUNK)
+        lc, tc, xc, gc = logits[r, j0:j1], t[r, j0:j1], xr[j0:j1], dlogits[r, j0:j1]
+        prod = 1.0
+        for j in range(lc.shape[0]):
+            lg, tj = lc[j], tc[j]
+            inv = one / (one + tj)
+            sig = inv if lg >= zero else tj * inv
+            gc[j] = s * (sig - xc[j])
+            row += max(lg, zero) - xc[j] * lg
+            prod *= 1.0 + np.float64(tj)
+        logs += np.log(prod)
+    return row + logs
+
+
+@njit(**_REDUCE)
+def _bernoulli_rows(loop, logits, x, t, scale, dlogits, lo, hi):
+    """For rows ``lo:hi``: write ``dlogits = scale (sigmoid(l) - x)``; return their NLL."""
+    _exp_neg_abs(loop, logits, t, lo, hi)  # the block stays in cache for the loop below
+    s = logits.dtype.type(scale)
     n = x.shape[0]
     total = 0.0
     for r in range(lo, hi):
-        xr = x[r % n]
-        row = dt(0)
-        logs = 0.0
-        for j0 in range(0, d, LOG1P_CHUNK):
-            j1 = min(d, j0 + LOG1P_CHUNK)
-            lc, tc, xc, gc = logits[r, j0:j1], t[r, j0:j1], xr[j0:j1], dlogits[r, j0:j1]
-            prod = 1.0
-            for j in range(lc.shape[0]):
-                lg, tj = lc[j], tc[j]
-                inv = one / (one + tj)
-                sig = inv if lg >= zero else tj * inv
-                gc[j] = s * (sig - xc[j])
-                row += max(lg, zero) - xc[j] * lg
-                prod *= 1.0 + np.float64(tj)
-            logs += np.log(prod)
-        total += row + logs
+        total += _bernoulli_row(logits, x[r % n], t, s, dlogits, r)
     return total
 
 
@@ -307,6 +313,34 @@ def bernoulli_nll(logits, x, scale, dlogits):
         return _bernoulli_parallel(loop, logits, x, t, scale, dlogits,
                                    _buffer("nll_parts", (chunks,), np.float64))
     return _bernoulli_rows(loop, logits, x, t, scale, dlogits, 0, logits.shape[0])
+
+
+@njit(**_REDUCE)
+def _bernoulli_each_row(loop, logits, x, t, row_scale, dlogits, nll, lo, hi):
+    """Rows ``lo:hi``: ``nll[r]`` and ``dlogits[r] = row_scale[r] (sigmoid(l) - x)``."""
+    _exp_neg_abs(loop, logits, t, lo, hi)
+    dt = logits.dtype.type
+    n = x.shape[0]
+    for r in range(lo, hi):
+        nll[r] = _bernoulli_row(logits, x[r % n], t, dt(row_scale[r]), dlogits, r)
+
+
+@njit(parallel=True, **_OPTS)
+def _bernoulli_each_row_parallel(loop, logits, x, t, row_scale, dlogits, nll, chunks):
+    rows = logits.shape[0]
+    for c in prange(chunks):  # rows are independent: the result does not depend on threads
+        _bernoulli_each_row(loop, logits, x, t, row_scale, dlogits, nll, c * rows // chunks,
+                            (c + 1) * rows // chunks)
+
+
+def bernoulli_nll_rows(logits, x, row_scale, dlogits, nll):
+    loop = _exp_loop(logits.dtype)
+    t = _buffer("t", logits.shape, logits.dtype)
+    chunks = _row_chunks(logits)
+    if chunks:
+        _bernoulli_each_row_parallel(loop, logits, x, t, row_scale, dlogits, nll, chunks)
+    else:
+        _bernoulli_each_row(loop, logits, x, t, row_scale, dlogits, nll, 0, logits.shape[0])
 
 
 @njit(**_OPTS)
@@ -337,29 +371,44 @@ def sigmoid(logits, out):
     return out
 
 
+@inline
+def _gaussian_row(mean, xr, logvar, s, dmean, dlogvar, r):
+    """Row ``r``: write ``dmean[r]``, add the row's share to ``dlogvar``, return its NLL."""
+    dt = mean.dtype.type
+    half, one, log2pi = dt(0.5), dt(1), dt(LOG_2PI)
+    shared = logvar.shape[0] == 1
+    row = dt(0)
+    for j in range(mean.shape[1]):
+        v = logvar[0] if shared else logvar[j]
+        inv = np.exp(-v)
+        diff = mean[r, j] - xr[j]
+        r2 = diff * diff * inv
+        row += half * (log2pi + v + r2)
+        dmean[r, j] = s * diff * inv
+        dlogvar[0 if shared else j] += s * half * (one - r2)
+    return row
+
+
 @njit(**_REDUCE)
 def gaussian_nll(mean, x, logvar, scale, dmean, dlogvar):
-    dt = mean.dtype.type
-    half, one, s, log2pi = dt(0.5), dt(1), dt(scale), dt(LOG_2PI)
-    rows, d = mean.shape
+    s = mean.dtype.type(scale)
     n = x.shape[0]
-    shared = logvar.shape[0] == 1
     for j in range(dlogvar.shape[0]):
         dlogvar[j] = 0
     total = 0.0
-    for r in range(rows):
-        i = r % n
-        row = dt(0)
-        for j in range(d):
-            v = logvar[0] if shared else logvar[j]
-            inv = np.exp(-v)
-            diff = mean[r, j] - x[i, j]
-            r2 = diff * diff * inv
-            row += half * (log2pi + v + r2)
-            dmean[r, j] = s * diff * inv
-            dlogvar[0 if shared else j] += s * half * (one - r2)
-        total += row
+    for r in range(mean.shape[0]):
+        total += _gaussian_row(mean, x[r % n], logvar, s, dmean, dlogvar, r)
     return total
+
+
+@njit(**_REDUCE)
+def gaussian_nll_rows(mean, x, logvar, row_scale, dmean, dlogvar, nll):
+    dt = mean.dtype.type
+    n = x.shape[0]
+    for j in range(dlogvar.shape[0]):
+        dlogvar[j] = 0
+    for r in range(mean.shape[0]):
+        nll[r] = _gaussian_row(mean, x[r % n], logvar, dt(row_scale[r]), dmean, dlogvar, r)
 
 
 # ----------------------------------------------------------------------------- optimizers

@@ -213,6 +213,56 @@ def gaussian_nll(mean, x, logvar, scale, dmean, dlogvar):
     return float(nll.sum(dtype=np.float64))
 
 
+def bernoulli_nll_rows(logits, x, row_scale, dlogits, nll):
+    r"""Per-row Bernoulli NLL from logits, and each row's gradient scaled by its own weight.
+
+    The same terms as :func:`bernoulli_nll`, kept per row: for row ``r`` (data point
+    ``r % N``)
+
+    .. math::
+        \mathrm{nll}_r = \sum_d \max(l_{rd}, 0) - x_d l_{rd} + \log(1 + e^{-|l_{rd}|}),
+        \qquad \mathrm{dlogits}_r = s_r\,(\sigma(l_r) - x)
+
+    Objectives that weight samples unequally (IWAE's normalised importance weights, M2's
+    class probabilities) and samplers, which need log p(x | z) of every chain, use it.
+
+    Parameters
+    ----------
+    logits : ndarray (R, D)
+    x : ndarray (N, D), with R a multiple of N
+    row_scale : ndarray (R,)
+        ``s_r``, the weight of row r's gradient.
+    dlogits : ndarray (R, D), written
+    nll : ndarray (R,) of float64, written
+    """
+    xt = np.tile(x, (logits.shape[0] // x.shape[0], 1))
+    _, cut = flush_limits(logits.dtype)
+    a = np.abs(logits)
+    t = np.where(a < cut, np.exp(-np.minimum(a, cut)), 0)
+    e = np.maximum(logits, 0) - xt * logits + np.log1p(t)
+    sig = np.where(logits >= 0, 1 / (1 + t), t / (1 + t))
+    dlogits[...] = row_scale[:, None] * (sig - xt)
+    nll[...] = e.sum(axis=1, dtype=np.float64)
+
+
+def gaussian_nll_rows(mean, x, logvar, row_scale, dmean, dlogvar, nll):
+    r"""Per-row Gaussian NLL, and each row's gradients scaled by its own weight.
+
+    The terms of :func:`gaussian_nll` kept per row ``r`` (data point ``r % N``):
+    :math:`\mathrm{nll}_r = \sum_d \tfrac12 (\log 2\pi + v_d + (x_d - m_{rd})^2 e^{-v_d})`,
+    ``dmean_r = s_r (m_r - x) e^{-v}``, and ``dlogvar`` the sum over rows of
+    :math:`s_r \tfrac12 (1 - (x - m_r)^2 e^{-v})` (over dimensions too when ``logvar`` has
+    one value).
+    """
+    xt = np.tile(x, (mean.shape[0] // x.shape[0], 1))
+    r2 = (xt - mean) ** 2 * np.exp(-logvar)
+    s = row_scale[:, None]
+    dmean[...] = s * (mean - xt) * np.exp(-logvar)
+    dv = s * 0.5 * (1.0 - r2)
+    dlogvar[...] = dv.sum(axis=0) if logvar.shape[0] == mean.shape[1] else dv.sum()
+    nll[...] = (0.5 * (LOG_2PI + logvar + r2)).sum(axis=1, dtype=np.float64)
+
+
 # ----------------------------------------------------------------------------- optimizers
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
     r"""One Adam step in PyTorch's form, in place, over flat buffers.
