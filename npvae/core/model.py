@@ -87,7 +87,7 @@ class VAEModel:
             tuple(reversed(self.hidden)) if decoder_hidden is None else decoder_hidden,
             "decoder_hidden")
         self.activation = activation
-        variance = chk.positive_float(variance, "variance")  # checked even when unused
+        self.variance = variance = chk.positive_float(variance, "variance")  # even unused
         if isinstance(likelihood, str):
             self.likelihood = get_likelihood(
                 likelihood, **({} if likelihood.lower() == "bernoulli" else {"variance": variance}))
@@ -423,7 +423,7 @@ class VAEModel:
             "decoder_hidden": list(self.decoder_hidden),
             "activation": act if isinstance(act, str) else {"name": act.name, "param": act.param},
             "likelihood": self.likelihood.name,
-            "variance": getattr(self.likelihood, "variance", 1.0),
+            "variance": getattr(self.likelihood, "variance", self.variance),
             "beta": self.beta, "n_samples": self.n_samples, "free_bits": self.free_bits,
             "cond_dim": self.cond_dim, "dtype": self.dtype.name, "init": self.init,
             "seed": self.seed,
