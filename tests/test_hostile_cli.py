@@ -169,6 +169,9 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- divergence
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+
 def test_divergence_first_seen_in_validation_is_training_diverged(tmp_path):
     x = (np.random.default_rng(0).random((8, 16)) > 0.5).astype(np.float32)
     path = tmp_path / "d.npz"
@@ -185,7 +188,8 @@ def test_divergence_message_names_the_checkpoint_that_exists(tmp_path):
     path = tmp_path / "d.npz"
     kw = {"validation_data": (x,), "batch_size": 8, "progress": False, "checkpoint_path": path}
     VAE(latent_dim=2, hidden=(8,)).fit(x, epochs=1, lr=1e-3, **kw)
-    with pytest.raises(TrainingDiverged, match=r"d.npz' \(after epoch 1\) is kept"):
+    with pytest.raises(TrainingDiverged, match=r"d.npz' \(after epoch 1\) is kept"), \
+            pytest.warns(UserWarning, match="different lr"):
         VAE(latent_dim=2, hidden=(8,)).fit(x, epochs=2, lr=1e20, resume=True, **kw)
     assert load_checkpoint(path)[1]["training"]["epoch"] == 1
 
