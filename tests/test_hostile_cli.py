@@ -169,9 +169,10 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- divergence
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+overflows = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # a huge lr overflows
 
 
+@overflows
 def test_divergence_first_seen_in_validation_is_training_diverged(tmp_path):
     x = (np.random.default_rng(0).random((8, 16)) > 0.5).astype(np.float32)
     path = tmp_path / "d.npz"
@@ -183,6 +184,7 @@ def test_divergence_first_seen_in_validation_is_training_diverged(tmp_path):
     assert "impute" not in msg and not path.exists()
 
 
+@overflows
 def test_divergence_message_names_the_checkpoint_that_exists(tmp_path):
     x = (np.random.default_rng(0).random((8, 16)) > 0.5).astype(np.float32)
     path = tmp_path / "d.npz"
@@ -194,6 +196,7 @@ def test_divergence_message_names_the_checkpoint_that_exists(tmp_path):
     assert load_checkpoint(path)[1]["training"]["epoch"] == 1
 
 
+@overflows
 def test_cli_divergence_in_validation_exits_1(tmp_path, capsys):
     data = tmp_path / "d.npz"
     np.savez(data, x=(np.random.default_rng(0).random((10, 16)) > 0.5).astype(np.float32))
