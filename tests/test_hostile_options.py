@@ -118,6 +118,8 @@ BAD_KWARGS = [
     (lambda: fit(checkpoint_path=5), "checkpoint_path"), (lambda: fit(seed="0"), "seed"),
     (lambda: fit(free_bits="1"), "free_bits"), (lambda: fit(optimizer=None), "optimizer"),
     (lambda: fit(lr_schedule=3), "lr_schedule"), (lambda: fit(binarize=True), "binarize"),
+    (lambda: fit(lr_schedule=print), "lr_schedule"),  # found by the fuzz tests
+    (lambda: fit(lr_schedule=lambda s, t: float("nan")), "lr_schedule"),
     (lambda: fit(corruption="mask", corruption_level="0.3"), "corruption_level"),
     (lambda: fit(early_stopping_patience=2.5, validation_data=(X,)),
      "early_stopping_patience"),
