@@ -86,12 +86,12 @@ def worker(args):
         for batch in args.batch:
             x = (np.random.default_rng(batch).random((batch, 784)) < 0.5).astype(np.float32)
             if comm is None:
-                def step():
+                def step(x=x):
                     model.train_step(x, opt, rng=run.rng_noise, check_input=False)
             else:
                 xb = x[dp.shard(batch)]
 
-                def step():
+                def step(xb=xb, batch=batch):
                     dp.train_step(run, xb, None, batch, check_input=False)
                     run.step += 1
             for _ in range(5):  # warm-up: workspaces, first calls
