@@ -2,7 +2,10 @@
 detection, and a one-rank communicator (``MPI.COMM_SELF``) against no communicator at all.
 The multi-process tests, through ``mpiexec``, are in test_mpi.py."""
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +151,27 @@ def test_resuming_with_another_number_of_ranks_warns(comm_self, tmp_path):
     with pytest.warns(UserWarning, match="trained on 2 MPI process.*with 1"):
         model().fit(x, epochs=2, batch_size=32, progress=False, checkpoint_path=ckpt,
                     resume=True, comm=comm_self)
+
+
+def test_no_mpi_import_unless_used(tmp_path):
+    """Neither importing npvae, nor fit, nor `npvae train` imports mpi4py without a
+    communicator or a launcher (in a fresh interpreter: this one may have imported it)."""
+    code = (
+        "import os, sys\n"
+        "import numpy as np\n"
+        "from npvae import VAE\n"
+        "from npvae.cli import main\n"
+        "x = (np.random.default_rng(0).random((40, 16)) < 0.5).astype('float32')\n"
+        "VAE(latent_dim=2, hidden=(8,)).fit(x, epochs=1, batch_size=16, progress=False)\n"
+        "np.save('x.npy', x)\n"
+        "assert main(['train', '--data', 'x.npy', '--epochs', '1', '--hidden', '8', "
+        "'--no-figures', '--quiet', '--out', 'run']) == 0\n"
+        "print('mpi4py' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "NPVAE_MPI")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                         *filter(None, [env.get("PYTHONPATH")])])
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
