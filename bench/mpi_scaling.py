@@ -116,7 +116,10 @@ def worker(args):
             if comm is not None:
                 rec.update(_parts(xb, comm))
             out["batches"][str(batch)] = rec
-    if comm is not None:
+    if comm is None:
+        with thread_limits(args.threads):  # Adam alone: every rank runs all of it
+            out["adam_s"] = _median_time(opt.step, 50)
+    else:
         out["allreduce_s"] = _allreduce_time(model, comm)
         out["overlap"] = _overlap_probe(model, comm, max(args.batch) // size)
     if rank == 0:
@@ -258,6 +261,7 @@ def _summarise(results, cases, args):
             rec["batches"][b]["local_step_s"] for rec in results[pname])
         s["batches"][b] = row
     s["allreduce_s"] = statistics.median(rec["allreduce_s"] for rec in results[pname])
+    s["adam_s"] = statistics.median(rec["adam_s"] for rec in results[cases[0][0]])
     ov = [rec["overlap"] for rec in results[pname]]
     s["overlap"] = {k: statistics.median(o[k] for o in ov) for k in ov[0]}
     return s
@@ -286,7 +290,50 @@ def _table(s, cases, args):
               f"({ov['block_bytes'] / 1e6:.2f} MB) Allreduce {1e3 * ov['block_allreduce_s']:.3f} "
               f"ms, encoder-sized GEMM {1e3 * ov['gemm_s']:.3f} ms; one after the other "
               f"{1e3 * ov['serial_s']:.3f} ms, overlapped {1e3 * ov['overlapped_s']:.3f} ms", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _model_table(s) + [""])
+
+
+GRAD_BYTES = 652_824 * 4  # the reference model's float32 gradient
+# networks of the model: (name, bytes/s at line rate, latency per message)
+NETWORKS = (("10 GbE", 1.25e9, 20e-6), ("25 GbE", 3.125e9, 10e-6),
+            ("100 Gb/s InfiniBand", 12.5e9, 2e-6))
+
+
+def step_model(s):
+    """Least-squares ``t(b) = c0 + c1 b``: the 1-thread step time without Adam, from the
+    1p x 1t medians."""
+    import numpy as np
+
+    b = np.array([int(k) for k in s["batches"]], float)
+    t = np.array([int(k) / r["1p x 1t"]["median"] for k, r in s["batches"].items()])
+    c1, c0 = np.polyfit(b, t - s["adam_s"], 1)
+    return max(c0, 0.0), c1
+
+
+def predicted(s, batch, procs, net):
+    """Samples/s of ``procs`` one-core ranks over network ``net`` at global batch ``batch``:
+    each rank computes batch / P rows, runs all of Adam, and a ring Allreduce moves
+    2 (P - 1) / P of the gradient through its link in 2 (P - 1) messages."""
+    c0, c1 = step_model(s)
+    _, bw, lat = net
+    comm = 2 * (procs - 1) / procs * GRAD_BYTES / bw + 2 * (procs - 1) * lat
+    return batch / (c0 + c1 * batch / procs + s["adam_s"] + comm)
+
+
+def _model_table(s):
+    c0, c1 = step_model(s)
+    lines = [f"Model of scaling across machines, one core per rank: step = {1e3 * c0:.2f} ms + "
+             f"{1e6 * c1:.1f} us/row (fit to the 1p x 1t medians, Adam excluded) + Adam "
+             f"{1e3 * s['adam_s']:.2f} ms (every rank runs all of it) + ring Allreduce "
+             f"2 (P-1)/P x {GRAD_BYTES / 1e6:.2f} MB / bandwidth + 2 (P-1) x latency. "
+             "Predicted samples/s (1 rank at line rate: no network):", "",
+             "| network | global batch | P=1 | P=2 | P=4 | P=8 | P=16 | P=64 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for net in NETWORKS:
+        for batch in (256, 1024, 4096):
+            cells = [f"{predicted(s, batch, p, net):,.0f}" for p in (1, 2, 4, 8, 16, 64)]
+            lines.append(f"| {net[0]} | {batch} | {' | '.join(cells)} |")
+    return lines
 
 
 def main(argv=None):
