@@ -306,6 +306,10 @@ class VAEModel:
         and re-reading the gradient (``Adam.step(deferred=...)``). The result equals the
         unfused step up to rounding; ``params.grad`` then lacks those blocks.
 
+        On the numba backend with MKL GEMMs, the step first fits Numba's thread count to
+        the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
+        not depend on the thread count.
+
         ``reduce(loss, parts) -> (loss, parts)``, if given, runs between the backward pass
         and the update, when the whole gradient is in ``params.grad``: data-parallel
         training sums the ranks' gradients there (:mod:`npvae.training.distributed`). It
@@ -316,6 +320,8 @@ class VAEModel:
         """
         from npvae.core.optim import Adam
 
+        if self.kernels.pace is not None:  # as many threads as there are free cores
+            self.kernels.pace()
         layers = ()
         rows = np.shape(x)[0] * self.n_samples
         if (reduce is None and isinstance(optimizer, Adam) and optimizer.clip_norm is None
