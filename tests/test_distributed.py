@@ -175,3 +175,15 @@ def test_no_mpi_import_unless_used(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_only_train_runs_under_a_launcher(monkeypatch, capsys, tmp_path):
+    from npvae.cli import main
+
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert main(["info", str(tmp_path)]) == 2
+    assert "only `npvae train` runs on several MPI processes" in capsys.readouterr().err
+    monkeypatch.setenv("PMI_RANK", "1")  # the other ranks keep quiet
+    assert main(["info", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ""

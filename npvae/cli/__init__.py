@@ -38,6 +38,7 @@ def main(argv=None, *, callbacks=()):
             parser.print_help()
         return 0
     try:
+        parallel.check_command(args.command)
         return getattr(commands, args.func)(args, callbacks=callbacks) or 0
     except CLIError as exc:  # under MPI raised on every rank alike
         if root:

@@ -18,7 +18,7 @@ import sys
 from npvae.cli.runs import CLIError
 from npvae.training.distributed import DataParallel, launched_world, world_comm
 
-__all__ = ["data_parallel", "from_root", "root_first", "is_root", "silenced"]
+__all__ = ["data_parallel", "from_root", "root_first", "is_root", "silenced", "check_command"]
 
 _active = None  # the DataParallel of this process's command, once started
 
@@ -39,19 +39,26 @@ def silenced(quiet):
         yield
 
 
+def check_command(command):
+    """Refuse commands other than ``train`` under a launcher of several processes (each
+    would do the whole job and write the same files)."""
+    world = launched_world()
+    if command != "train" and world is not None and world[0] != 1:
+        raise CLIError(f"only `npvae train` runs on several MPI processes; run `npvae "
+                       f"{command}` without mpiexec")
+
+
 def data_parallel(command):
     """A :class:`DataParallel` over ``MPI.COMM_WORLD`` when a launcher started several
     processes (installing the abort-on-exception hook), else None."""
     global _active
+    check_command(command)
     try:
         comm = world_comm()
     except ImportError as exc:
         raise CLIError(" ".join(str(exc).split())) from None
     if comm is None:
         return None
-    if command != "train":
-        raise CLIError(f"only `npvae train` runs on several MPI processes; run `npvae "
-                       f"{command}` without mpiexec")
     _active = DataParallel(comm)
     sys.excepthook = _abort_hook
     return _active
