@@ -31,12 +31,10 @@ others waiting forever in the next reduction, so it calls ``comm.Abort`` instead
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import sys
 import threading
-import traceback
 import warnings
 from contextlib import contextmanager
 
@@ -121,6 +119,8 @@ def _checksum(a):
 
 def _digest(a):
     """Order-sensitive fingerprint of an array (None for None), to compare ranks' data."""
+    import hashlib  # here: it loads OpenSSL, 2-3 ms of every import of npvae
+
     if a is None:
         return None
     a = np.ascontiguousarray(a)
@@ -359,6 +359,8 @@ class DataParallel:
 
     def abort(self, exc):
         """Print ``exc`` with this rank's number, then end every rank (``comm.Abort``)."""
+        import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         code = 130 if isinstance(exc, KeyboardInterrupt) else 1
         print(f"npvae: MPI rank {self.rank} of {self.size} stopped with "
