@@ -15,6 +15,9 @@ redraws the same permutation and binary data, skips the steps already taken and
 continues, so a resumed run (from an epoch boundary or from a Ctrl-C mid-epoch) equals an
 uninterrupted one bit for bit, provided the same training settings (``epochs`` too when an
 lr schedule is used).
+
+Data parallelism. With ``comm=`` (an mpi4py communicator) the same loop runs on every rank,
+each on its shard of every batch; :mod:`npvae.training.distributed` holds what differs.
 """
 
 from __future__ import annotations
