@@ -164,23 +164,20 @@ def test_a_killed_rank_stops_the_job_with_a_message(tmp_path):
     print(f"job ended {time.monotonic() - t:.1f} s after the kill")
 
 
-def _rank_pid(parent, rank):
-    """The pid of MPI rank ``rank`` below process ``parent`` (Linux /proc)."""
-    todo = [parent]
-    while todo:
-        pid = todo.pop()
+def _rank_pid(cwd, rank):
+    """The pid of the MPI rank ``rank`` running in folder ``cwd`` (Linux /proc)."""
+    for proc in Path("/proc").iterdir():
         try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
+            if (proc.name.isdigit() and os.readlink(proc / "cwd") == os.path.realpath(cwd)
+                    and f"PMI_RANK={rank}".encode() in (proc / "environ").read_bytes()
+                    .split(b"\0")):
+                return int(proc.name)
+        except OSError:  # gone, or not ours
             continue
-        if f"PMI_RANK={rank}".encode() in env:
-            return pid
-        todo += [int(k) for k in kids]
     return None
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_cli_sigterm_to_rank_1_checkpoints_and_stops_both(tmp_path):
     """`mpiexec -n 2 npvae train`: one progress bar, one run folder written by rank 0;
     SIGTERM to rank 1 alone stops both after the same step with a checkpoint (exit 143)."""
@@ -188,7 +185,7 @@ def test_cli_sigterm_to_rank_1_checkpoints_and_stops_both(tmp_path):
                    "--epochs", "1000", "--hidden", "32", "--no-figures"], tmp_path)
     wait_for([tmp_path / "runs"], proc)
     wait_for([next((tmp_path / "runs").iterdir()) / "checkpoint.npz"], proc)
-    pid = _rank_pid(proc.pid, 1)
+    pid = _rank_pid(tmp_path, 1)
     assert pid is not None, "rank 1 not found below mpiexec"
     os.kill(pid, signal.SIGTERM)
     code, out, err = finish(proc, STOP_TIMEOUT)
