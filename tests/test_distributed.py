@@ -144,13 +144,13 @@ def test_one_rank_equals_no_communicator_bit_for_bit(comm_self, tmp_path):
 def test_resuming_with_another_number_of_ranks_warns(comm_self, tmp_path):
     ckpt = tmp_path / "c.npz"
     x = data()
-    model().fit(x, epochs=1, batch_size=32, progress=False, checkpoint_path=ckpt)
+    kw = {"batch_size": 32, "lr_schedule": None, "progress": False, "checkpoint_path": ckpt}
+    model().fit(x, epochs=1, **kw)
     arrays, config, _ = load_checkpoint(ckpt)
     config["training"]["world_size"] = 2
     save_checkpoint(ckpt, arrays, config, kind=CHECKPOINT_KIND)
     with pytest.warns(UserWarning, match="trained on 2 MPI process.*with 1"):
-        model().fit(x, epochs=2, batch_size=32, progress=False, checkpoint_path=ckpt,
-                    resume=True, comm=comm_self)
+        model().fit(x, epochs=2, **kw, resume=True, comm=comm_self)
 
 
 def test_no_mpi_import_unless_used(tmp_path):
