@@ -57,18 +57,24 @@ def main(argv=None, *, callbacks=()):
     command = "npvae"
     try:
         with _sigterm_interrupts():
+            from npvae.cli import commands, parallel  # after parsing: --help stays fast
+
             parser = build_parser()
+            root = parallel.is_root()  # under mpiexec, rank 0 alone prints
             try:
-                args = parser.parse_args(argv)
+                with parallel.silenced(not root):
+                    args, extra = parser.parse_known_args(argv)
+                    if extra:  # point to the help of the command they were given to
+                        where = parser.commands.get(args.command, parser)
+                        where.error(f"unrecognized arguments: {' '.join(extra)}")
             except SystemExit as exc:  # --help, --version, or a bad option (message printed)
                 return exc.code if isinstance(exc.code, int) else 2
             if args.command is None:
-                parser.print_help()
+                with parallel.silenced(not root):
+                    parser.print_help()
                 return 0
             command = f"npvae {args.command}"
-            from npvae.cli import commands  # after parsing: --help stays fast
-
-            return _run(commands, args, command, callbacks)
+            return _run(commands, parallel, root, args, command, callbacks)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM before or after the work
         signum = getattr(exc, "signum", signal.SIGINT)
         print(f"{command}: {'terminated' if signum != signal.SIGINT else 'aborted'}",
@@ -76,16 +82,22 @@ def main(argv=None, *, callbacks=()):
         return 128 + int(signum)
 
 
-def _run(commands, args, command, callbacks):
+def _run(commands, parallel, root, args, command, callbacks):
     from npvae.core.memory import MemoryBudgetError
     from npvae.core.safe_npz import UnsafeFileError
     from npvae.training.checkpoint import CheckpointError
 
     try:
+        parallel.check_command(args.command)
         return getattr(commands, args.func)(args, callbacks=callbacks) or 0
     except (CLIError, CheckpointError, MemoryBudgetError, UnsafeFileError) as exc:
-        print(f"{command}: error: {one_line(exc)}", file=sys.stderr)
+        if root:  # under MPI raised on every rank alike
+            print(f"{command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a folder that cannot be written, a full disk, ...
-        print(f"{command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        if root:
+            print(f"{command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        parallel.abort_on_interrupt()
+        raise

@@ -96,14 +96,16 @@ def _prepare_run_dir(args, opts, stack):
 
 
 def _build_model(opts, input_dim, cond_dim, rows):
+    from npvae.core.model import VAEModel
     from npvae.training.estimator import VAE
     try:
-        model = VAE(latent_dim=opts["latent_dim"], hidden=opts["hidden"],
+        model = VAE(input_dim=input_dim, latent_dim=opts["latent_dim"], hidden=opts["hidden"],
                     activation=opts["activation"], likelihood=opts["likelihood"],
                     beta=opts["beta"], n_samples=opts["samples"], free_bits=opts["free_bits"],
                     cond_dim=cond_dim, seed=opts["seed"])
-        model.check_memory(input_dim)  # before the weights are built
-        model.check_memory(input_dim, min(opts["batch_size"], rows))
+        core = VAEModel(**{**model.get_params(), "input_dim": None})  # validates, builds nothing
+        core.check_memory(input_dim)  # before the weights are built
+        core.check_memory(input_dim, min(opts["batch_size"], rows))
         return model.build(input_dim)
     except (TypeError, ValueError) as exc:
         raise CLIError(" ".join(str(exc).split())) from exc
@@ -119,40 +121,50 @@ def _dataset_info(ds, x_test, classes):
 
 
 def train(args, callbacks=()):
-    with contextlib.ExitStack() as stack:  # holds the run folder's lock
+    with contextlib.ExitStack() as stack:  # holds the run folder's lock (rank 0's)
         return _train(args, callbacks, stack)
 
 
 def _train(args, callbacks, stack):
+    from npvae.cli import parallel
+    from npvae.training.distributed import RanksDiverged
     from npvae.training.trainer import TrainingDiverged
 
     _check_out(args.out)
-    opts, run_dir, resuming = _train_options(args)
-    if resuming:
+    dp = parallel.data_parallel("train")  # None unless started by mpiexec -n P, P > 1
+    root = dp is None or dp.is_root
+    if not root:  # rank 0 prints and writes for the whole job
+        args.quiet = args.no_figures = True
+    opts, run_dir, resuming = parallel.from_root(dp, lambda: _train_options(args))
+    if resuming and root:
         stack.enter_context(runs.run_lock(run_dir))
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
     source = opts["data"] or opts["dataset"]
     _say(args, f"loading {source} ...")
-    ds, x_test = runs.load_data({**opts, "download_timeout": args.download_timeout},
-                                progress=progress)
+    data_opts = {**opts, "download_timeout": args.download_timeout}
+    ds, x_test = parallel.root_first(dp, lambda: runs.load_data(data_opts, progress=progress))
     classes = runs.class_info(ds) if opts["conditional"] else None
     cond = classes[0] if classes else 0
     y_train = runs.one_hot(ds.y_train, cond) if classes else None
     y_test = runs.one_hot(ds.y_test, cond) if classes else None
     model = _build_model(opts, ds.x_train.shape[1], cond, len(ds.x_train))
     if run_dir is None:
-        run_dir = _prepare_run_dir(args, opts, stack)
+        run_dir = parallel.from_root(dp, lambda: _prepare_run_dir(args, opts, stack))
     ckpt = os.path.join(run_dir, CHECKPOINT)
     config = {"command": "npvae train", "options": opts,
               "model": {**model.config(), "backend": model.backend},
               "dataset": _dataset_info(ds, x_test, classes), "versions": runs.versions(),
+              "mpi_processes": 1 if dp is None else dp.size,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": None}
-    if resuming:  # config.json is rewritten once the resumed fit accepted the options
+    if resuming and root:  # config.json is rewritten once the resumed fit accepted the options
         config["created"] = runs.read_run_config(run_dir).get("created", config["created"])
-    else:
+    elif root:
         runs.write_json(os.path.join(run_dir, CONFIG), config)
     _say(args, f"training {model!r}\n  on {len(ds.x_train)} {ds.name} examples "
                f"({len(x_test)} for validation); run folder {run_dir}")
+    if dp is not None:
+        _say(args, f"  data-parallel on {dp.size} MPI processes: each takes 1/{dp.size} of "
+                   f"every batch of {opts['batch_size']}")
     t0 = time.perf_counter()
     status, error, trained = 0, None, []
     callbacks = [*callbacks, lambda m, rec: trained.append(rec["epoch"])]
@@ -166,11 +178,18 @@ def _train(args, callbacks, stack):
                       threads=opts["threads"],
                       binarize="stochastic" if opts["binarize"] == "stochastic" else None,
                       checkpoint_path=ckpt, resume=resuming, progress=progress,
-                      callbacks=callbacks)
+                      callbacks=callbacks, comm=dp)
     except TrainingDiverged as exc:
         status, error = 1, " ".join(str(exc).split())
+    except RanksDiverged as exc:  # raised on every rank alike
+        if root:
+            print(f"npvae train: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     except ValueError as exc:  # bad settings, or a checkpoint that does not fit them
         raise CLIError(" ".join(str(exc).split())) from exc
+    if not root:  # rank 0 writes the metrics, figures and config, and reports
+        interrupted = model.stop_reason_ == "interrupted"
+        return status or (128 + int(model.stop_signal_ or signal.SIGINT) if interrupted else 0)
     history = getattr(model, "history_", [])
     runs.write_metrics(os.path.join(run_dir, METRICS), history)
     stop = "diverged" if status else model.stop_reason_
@@ -340,9 +359,10 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
 
     model, ckpt, run_cfg, _ = _load(args)
     ds, x_test, y = _eval_data(args, model, run_cfg)
-    rng = np.random.default_rng(args.seed)
+    # by default the noise of training's validation, so the ELBO is the one train printed
+    rng = np.random.default_rng(metrics.EVAL_SEED if args.seed is None else args.seed)
     t0 = time.perf_counter()
-    recon, kl = metrics.elbo_terms(model, x_test, y, rng=rng)
+    recon, kl = metrics.elbo_terms(model, x_test, y, n_samples=model.n_samples, rng=rng)
     ll = model.log_likelihood(x_test, y, k=args.k, rng=rng)
     active, var = metrics.active_units(model, x_test, y)
     kl_dim = metrics.kl_per_dimension(model, x_test, y)
@@ -356,9 +376,10 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
     if args.json:
         print(json.dumps(res))
         return 0
+    noise = "validation's noise" if args.seed is None else f"noise of seed {args.seed}"
     print(f"test set       {ds.name}, {len(x_test)} examples ({ckpt})\n"
           f"ELBO           {res['elbo']:.3f} nats   (recon {res['recon']:.3f}, "
-          f"KL {res['kl']:.3f})\n"
+          f"KL {res['kl']:.3f}; {noise})\n"
           f"log p(x)       {res['log_likelihood']:.3f} nats   (IWAE estimate, k={args.k})\n"
           f"active units   {active} of {model.latent_dim}   (Var_x E[z_j|x] > 0.01)\n"
           f"KL per z_j     " + " ".join(f"{v:.2f}" for v in kl_dim))

@@ -161,6 +161,21 @@ class VAEModel:
                                 f"n_samples={self.n_samples}",
                                 "use a smaller batch_size, fewer samples, or smaller layers")
 
+    def __getstate__(self):
+        # pickle/deepcopy: the kernels (Numba dispatchers, the BLAS pool's ctypes handles)
+        # are looked up again by backend name on unpickling; workspaces are not kept
+        state = self.__dict__.copy()
+        state.pop("kernels", None)
+        state.pop("_workspaces", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.kernels = get_kernels(self.backend)
+        self._workspaces = OrderedDict()
+        if self.params is not None:  # a learned variance is a view into the buffer too
+            self.likelihood.bind(self.params)
+
     def _require_built(self):
         if self.params is None:
             raise RuntimeError("the model is not built yet: pass input_dim=..., or call fit()")
@@ -187,7 +202,7 @@ class VAEModel:
         if self.params is None:
             x0 = chk.as_data(x, self.dtype, argname)
             self.build(x0.shape[1])
-        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim)
+        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim, owner=type(self).__name__)
         self.likelihood.validate(x, argname)
         return x
 
@@ -317,7 +332,7 @@ class VAEModel:
         self.encoder.backward(ws["dh"], enc_in, ws["enc"], False, k, _defer)
         return loss, {"loss": loss, "recon": recon, "kl": kl}
 
-    def train_step(self, x, optimizer, y=None, **loss_kw):
+    def train_step(self, x, optimizer, y=None, *, reduce=None, **loss_kw):
         """One optimisation step: :meth:`loss_and_grad`, then ``optimizer.step()``.
 
         With :class:`~npvae.core.optim.Adam` (no clipping) and a small batch, the gradients of the
@@ -330,8 +345,13 @@ class VAEModel:
         the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
         not depend on the thread count.
 
-        Raises FloatingPointError, before any update, if the loss is not finite.
-        Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
+        ``reduce(loss, parts) -> (loss, parts)``, if given, runs between the backward pass
+        and the update, when the whole gradient is in ``params.grad``: data-parallel
+        training sums the ranks' gradients there (:mod:`npvae.training.distributed`). It
+        turns the fused path off, since that path never forms the fused blocks.
+
+        Raises FloatingPointError, before any update, if the loss (after ``reduce``) is
+        not finite. Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
         """
         from npvae.core.optim import Adam
 
@@ -339,14 +359,19 @@ class VAEModel:
             self.kernels.pace()
         layers = ()
         rows = np.shape(x)[0] * self.n_samples
-        if (isinstance(optimizer, Adam) and optimizer.clip_norm is None
+        if (reduce is None and isinstance(optimizer, Adam) and optimizer.clip_norm is None
                 and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
             layers = tuple(layer for layer in self.encoder.layers + self.decoder.layers
                            if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS)
         loss, parts = self.loss_and_grad(x, y, _defer=layers, **loss_kw)
+        if reduce is not None:
+            loss, parts = reduce(loss, parts)
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss}; no update was made")
-        optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
+        if layers:
+            optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
+        else:  # SGD.step takes no deferred blocks
+            optimizer.step()
         return loss, parts
 
     # ------------------------------------------------------------------ encode / decode

@@ -1,11 +1,13 @@
 """The training loop: batches, schedules, KL warm-up, validation, early stopping,
 checkpoints, resume, Ctrl-C and divergence handling.
 
-Reproducibility. Five generators drive a run, derived from one seed with
+Reproducibility. Four generators drive a run, derived from one seed with
 ``SeedSequence([seed, 0x6E70]).spawn(5)``: shuffling, reparameterisation noise,
-stochastic binarisation, a fourth that is re-created every epoch so validation always
-sees the same noise, and a fifth that corrupts the encoder's input of a de-noising run
-(``corruption=...``). The same seed on the same machine gives bit-identical parameters.
+stochastic binarisation and, the fifth, the corruption of the encoder's input in a
+de-noising run (``corruption=...``; the fourth is unused). Validation draws its noise from
+a generator re-created every epoch from :data:`npvae.inference.metrics.EVAL_SEED`, so that
+epochs compare and the last one equals ``VAE.score`` and ``npvae eval`` on the same data.
+The same seed on the same machine gives bit-identical parameters.
 
 Resume. A checkpoint holds the parameters, the optimizer state (Adam's m, v, t), the
 RNG states, the epoch and step counters, the history and, mid-epoch, the running sums of
@@ -15,6 +17,9 @@ redraws the same permutation and binary data, skips the steps already taken and
 continues, so a resumed run (from an epoch boundary or from a Ctrl-C mid-epoch) equals an
 uninterrupted one bit for bit, provided the same training settings (``epochs`` too when an
 lr schedule is used).
+
+Data parallelism. With ``comm=`` (an mpi4py communicator) the same loop runs on every rank,
+each on its shard of every batch; :mod:`npvae.training.distributed` holds what differs.
 """
 
 from __future__ import annotations
@@ -25,14 +30,14 @@ import signal
 import threading
 import time
 import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from npvae.core import checks as chk
 from npvae.core.optim import SGD, Adam
-from npvae.inference.metrics import elbo_terms
+from npvae.inference.metrics import EVAL_SEED, elbo_terms
 from npvae.training import schema
 from npvae.training.checkpoint import (
     CheckpointError,
@@ -41,11 +46,14 @@ from npvae.training.checkpoint import (
     save_checkpoint,
 )
 from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
+from npvae.training.distributed import DataParallel, resize_note
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
-           "lr_factor", "thread_limits", "CHECKPOINT_KIND"]
+           "lr_factor", "thread_limits", "CHECKPOINT_KIND", "FIT_DEFAULTS"]
 
 CHECKPOINT_KIND = "npvae.VAE"
+# The training defaults of VAE.fit and of `npvae train`: one set, which the CLI reads here
+FIT_DEFAULTS = {"epochs": 24, "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine"}
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 LR_SCHEDULES = (None, "cosine", "step", "exponential")
 # constructor arguments that change the parameter layout or the noise shape
@@ -63,7 +71,10 @@ class TrainingDiverged(RuntimeError):
 
 class Callback:
     """Base class of training callbacks; override any hook. Set ``trainer.stop_training``
-    to stop after the current step (a checkpoint is written as for Ctrl-C)."""
+    to stop after the current step (a checkpoint is written as for Ctrl-C).
+
+    ``epoch`` counts from 1, as ``record["epoch"]``, ``history_`` and metrics.jsonl do;
+    ``step`` in ``on_step_end`` is the number of steps taken so far (1 after the first)."""
 
     def on_train_begin(self, trainer):
         pass
@@ -156,12 +167,13 @@ class Trainer:
     ``"completed"``, ``"early_stopping"``, ``"interrupted"``, ``"callback"`` or ``"diverged"``.
     """
 
-    def __init__(self, model, *, epochs=10, batch_size=128, lr=1e-3, optimizer="adam",
-                 lr_schedule=None, kl_warmup_epochs=0, free_bits=None,
+    def __init__(self, model, *, epochs=FIT_DEFAULTS["epochs"],
+                 batch_size=FIT_DEFAULTS["batch_size"], lr=FIT_DEFAULTS["lr"], optimizer="adam",
+                 lr_schedule=FIT_DEFAULTS["lr_schedule"], kl_warmup_epochs=0, free_bits=None,
                  early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
                  threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
                  resume=False, progress=True, callbacks=(), corruption=None,
-                 corruption_level=0.3):
+                 corruption_level=0.3, comm=None):
         self.model = model
         self.epochs = chk.positive_int(epochs, "epochs")
         self.batch_size = chk.positive_int(batch_size, "batch_size")
@@ -180,6 +192,11 @@ class Trainer:
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
         self.seed = chk.seed(model.seed if seed is None else seed)
         self.threads = None if threads is None else chk.positive_int(threads, "threads")
+        self.dist = None  # data-parallel over MPI (npvae.training.distributed)
+        if comm is not None:
+            self.dist = comm if isinstance(comm, DataParallel) else DataParallel(comm)
+            if threads is None:  # one process per core, not every process on every core
+                self.threads = self.dist.default_threads()
         self.binarize = chk.choice(binarize, "binarize", (None, "stochastic"))
         chk.choice(corruption, "corruption", (None, *CORRUPTIONS))
         self.corruption = corruption
@@ -212,7 +229,6 @@ class Trainer:
         ss = np.random.SeedSequence([self.seed, 0x6E70]).spawn(5)  # the first 4 as spawn(4)
         self.rng_shuffle, self.rng_noise, self.rng_binarize = (np.random.default_rng(s)
                                                                for s in ss[:3])
-        self._val_seed = ss[3]
         self.rng_corrupt = np.random.default_rng(ss[4])
         self.epoch = self.step = self.step_in_epoch = 0
         self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
@@ -242,11 +258,20 @@ class Trainer:
                     "binarize": binar, "corrupt": self.rng_corrupt.bit_generator.state},
             "partial": dict(self.partial), "best": dict(self.best),
             "optimizer": {k: v for k, v in sd.items() if not isinstance(v, np.ndarray)},
+            "world_size": self._world_size(),
         }
         return arrays, {**m.config(), "history": self.history, "training": training}
 
+    def _world_size(self):
+        return 1 if self.dist is None else self.dist.size
+
+    @property
+    def is_root(self):
+        """True on MPI rank 0, and without MPI: the process that writes files and shows bars."""
+        return self.dist is None or self.dist.is_root
+
     def _save(self):
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and self.is_root:
             arrays, config = self._state()
             save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
             self._saved_at = (self.epoch, self.step_in_epoch)
@@ -266,13 +291,27 @@ class Trainer:
         if diff:
             raise CheckpointError(f"{path} was written by a different model; "
                                   + "; ".join(diff))
-        schema.check_manifest_fits(self.model, meta, path)
+        core = self.model._model() if hasattr(self.model, "_model") else self.model
+        schema.check_manifest_fits(core, meta, path)
+
+    def _read(self, path):
+        """``(arrays, config)`` of the checkpoint at ``path``, or None if there is no file;
+        its config is checked (:meth:`_check_resumable`) before any array is read."""
+        if not os.path.exists(path):
+            return None
+        return load_checkpoint(path, kind=CHECKPOINT_KIND,
+                               check=lambda meta: self._check_resumable(meta, path))[:2]
 
     def _load(self, path):
-        arrays, config, _ = load_checkpoint(
-            path, kind=CHECKPOINT_KIND, check=lambda meta: self._check_resumable(meta, path))
+        """Resume from ``path`` if it exists (under MPI: rank 0 reads, every rank restores)."""
+        if self.dist is not None:
+            self.dist.resume(path, lambda: self._read(path), self._restore)
+        elif os.path.exists(path):
+            self._restore(*self._read(path), path)
+
+    def _restore(self, arrays, config, path):
         try:
-            self._restore(path, arrays, config)
+            self._restore_state(arrays, config, path)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             if isinstance(exc, CheckpointError) or "resume with the same" in str(exc):
                 raise
@@ -280,7 +319,7 @@ class Trainer:
                                   f"({' '.join(str(exc).split())}); the file is damaged") \
                 from None
 
-    def _restore(self, path, arrays, config):
+    def _restore_state(self, arrays, config, path):
         tr = config["training"]
         restore_params(self.model, arrays, path)
         old = tr["settings"]
@@ -297,6 +336,9 @@ class Trainer:
         if changed:
             warnings.warn(f"resuming {path} with different {', '.join(changed)}; the run "
                           "will not reproduce an uninterrupted one", stacklevel=4)
+        if tr.get("world_size", 1) != self._world_size():
+            warnings.warn(f"{path}: {resize_note(tr.get('world_size', 1), self._world_size())}",
+                          stacklevel=4)
         self.seed = int(tr["seed"])
         self._reset()
         state = {**tr["optimizer"], **{k[6:]: a for k, a in arrays.items()
@@ -318,15 +360,15 @@ class Trainer:
     def fit(self, X, y=None, validation_data=None, *, reinit=True):
         """Train ``self.model`` on ``X`` (and metadata ``y``); return the history."""
         m = self.model
-        x0 = chk.as_data(X, m.dtype, "X")
+        x0 = chk.as_data(X, chk.float_dtype(m.dtype), "X")  # the dtype may be unchecked yet
         val = self._validation(validation_data)
         if self.patience is not None and val is None:
             raise ValueError("early_stopping_patience needs validation_data=(X_val,) or "
                              "(X_val, y_val)")
-        m.check_memory(x0.shape[1] if reinit or m.params is None else m.input_dim,
-                       min(self.batch_size, x0.shape[0]))
         if reinit or m.params is None:
-            m.build(x0.shape[1])
+            m.build(x0.shape[1])  # the model's own memory is checked as it is built
+        core = m._model() if hasattr(m, "_model") else m  # a VAE holds a VAEModel
+        core.check_memory(core.input_dim, min(self.batch_size, x0.shape[0]))
         X = m._check_x(x0, "X")
         y = m._check_y(y, X.shape[0], "y")
         if val is not None:
@@ -336,13 +378,16 @@ class Trainer:
             raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
         self._reset()
         self._saved_at = None
-        if self.resume and os.path.exists(self.checkpoint_path):
-            self._load(self.checkpoint_path)
+        with self._collective():
+            if self.dist is not None:  # same data and settings everywhere, rank 0's weights
+                self.dist.setup(self, X, y, val)
+            if self.resume:
+                self._load(self.checkpoint_path)
         if val is not None and self.binarize:  # binarised once, so epochs are comparable
             rb = np.random.default_rng(np.random.SeedSequence([self.seed, 0x6E70, 1]))
             val = ((rb.random(val[0].shape, dtype=m.dtype) < val[0]).astype(m.dtype), val[1])
         self.stop_training, self._signal = False, None
-        with thread_limits(self.threads), self._signal_guard():
+        with thread_limits(self.threads), self._signal_guard(), self._collective(signals=True):
             self._call("on_train_begin")
             try:
                 self._run(X, y, val)
@@ -361,6 +406,19 @@ class Trainer:
             raise ValueError("validation_data must be (X_val,) or (X_val, y_val)")
         xv, yv = (list(validation_data) + [None])[:2]
         return xv, (yv if self.model.cond_dim else None)
+
+    def _collective(self, signals=False):
+        """Under MPI: abort all ranks on an exception raised on one (see DataParallel.guard);
+        with ``signals``, the ranks agree on Ctrl-C / SIGTERM. Without MPI: nothing."""
+        if self.dist is None:
+            return nullcontext()
+        return self.dist.guard(signals, agreed=(TrainingDiverged,))
+
+    def _stop_requested(self):
+        """A signal or a callback asked to stop; under MPI, what the ranks last agreed."""
+        if self.dist is not None:
+            return self.dist.stop_agreed
+        return self._signal is not None or self.stop_training
 
     def _call(self, hook, *args):
         for cb in self.callbacks:
@@ -431,7 +489,9 @@ class Trainer:
             self.epoch, self.step_in_epoch = e + 1, 0
             if self.patience is not None:
                 self._early_stopping(rec)
-            self._call("on_epoch_end", e, rec)
+            self._call("on_epoch_end", e + 1, rec)  # 1-based, as rec["epoch"]
+            if self.dist is not None:  # every rank stops after the same epoch, or none
+                self.dist.check_in_sync(self, f"the end of epoch {e + 1}", agree=True)
             if self._signal is not None or self.stop_training:
                 self.stop_reason = "interrupted" if self._signal is not None else "callback"
             elif self.finished == "early_stopping":
@@ -459,24 +519,28 @@ class Trainer:
         if self.step_in_epoch == 0:
             self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
         snapshot = (m.params.data.copy(), self.opt.state_dict())  # the rollback target
-        self._call("on_epoch_begin", e)
+        self._call("on_epoch_begin", e + 1)
         p, t0 = self.partial, time.perf_counter() - self.partial["seconds"]
         bar = tqdm(total=spe, initial=self.step_in_epoch, desc=f"epoch {e + 1}/{self.epochs}",
-                   unit="step", disable=not self.progress, leave=True)
+                   unit="step", disable=not (self.progress and self.is_root), leave=True)
         with bar:
             for b in range(self.step_in_epoch, spe):
-                idx = perm[b * bs:(b + 1) * bs]
-                yb = None if y is None else np.take(y, idx, axis=0)
+                idx = mine = perm[b * bs:(b + 1) * bs]
+                if self.dist is not None:  # this rank's shard of the global batch
+                    mine = idx[self.dist.shard(len(idx))]
+                yb = None if y is None else np.take(y, mine, axis=0)
                 beta = m.beta * (min(1.0, self.step / warm) if warm > 0 else 1.0)
                 lr = self.opt.lr = self.lr * lr_factor(self.lr_schedule, self.step, total)
-                xb, target = np.take(X, idx, axis=0), None
+                xb, target = np.take(X, mine, axis=0), None
                 if self.corruption is not None:  # encode a corrupted copy, score the clean one
-                    xb, target = corrupt(xb, self.corruption, self.corruption_level,
-                                         self.rng_corrupt), xb
+                    xb, target = self._corrupt(X, idx, xb), xb
+                kw = {"beta": beta, "free_bits": self.free_bits, "target": target,
+                      "check_input": False}
                 try:  # the step the benchmark times; a non-finite loss makes no update
-                    loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, beta=beta,
-                                               free_bits=self.free_bits, target=target,
-                                               check_input=False)
+                    if self.dist is None:
+                        loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, **kw)
+                    else:  # the global batch's loss, on every rank
+                        loss, parts = self.dist.train_step(self, xb, yb, len(idx), **kw)
                 except FloatingPointError as exc:
                     self._diverge(snapshot, str(exc))
                 self.step += 1
@@ -489,7 +553,7 @@ class Trainer:
                 if self.progress:
                     bar.set_postfix({k: f"{p[k] / p['rows']:.4g}" for k in ("loss", "recon", "kl")},
                                     refresh=False)
-                if self._signal is not None or self.stop_training:
+                if self._stop_requested():
                     break
             p["seconds"] = time.perf_counter() - t0
             if self.step_in_epoch < spe:
@@ -514,16 +578,28 @@ class Trainer:
                              if rec[k] is not None}, refresh=True)
         return rec
 
+    def _corrupt(self, X, idx, xb):
+        """The corrupted copy of the batch ``xb``; under MPI drawn for the whole global
+        batch ``idx`` (so every P draws the same) and cut to this rank's shard."""
+        if self.dist is None:
+            return corrupt(xb, self.corruption, self.corruption_level, self.rng_corrupt)
+        whole = corrupt(np.take(X, idx, axis=0), self.corruption, self.corruption_level,
+                        self.rng_corrupt)
+        return whole[self.dist.shard(len(idx))]
+
     def _record(self, e, beta, lr, val):
         p = self.partial
         r = max(p["rows"], 1)
         rec = {"epoch": e + 1, "train_loss": p["loss"] / r, "train_recon": p["recon"] / r,
                "train_kl": p["kl"] / r, "val_loss": None, "val_recon": None, "val_kl": None,
                "beta": float(beta), "lr": float(lr), "seconds": p["seconds"]}
-        if val is not None:
+        if val is not None and self.dist is not None:  # sharded over the ranks
+            recon, kl, loss = self.dist.validation(self.model, val, EVAL_SEED)
+            rec.update(val_recon=recon, val_kl=kl, val_loss=loss)
+        elif val is not None:
             m = self.model
             recon, kl = elbo_terms(m, val[0], val[1], n_samples=m.n_samples,
-                                   rng=np.random.default_rng(self._val_seed))
+                                   rng=np.random.default_rng(EVAL_SEED))
             rec.update(val_recon=float(recon.mean()), val_kl=float(kl.mean()),
                        val_loss=float(np.mean(recon + m.beta * kl)))
         return rec
