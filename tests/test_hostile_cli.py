@@ -304,13 +304,13 @@ def test_second_training_on_the_same_folder_is_refused(tmp_path, capsys):
     out.mkdir()
     holder = subprocess.Popen(  # another process holds the run folder's lock
         [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
-         "os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242'); "
-         "print('locked', flush=True); time.sleep(60)", str(out / runs.LOCK)],
+         "os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+         "print('locked', flush=True); time.sleep(60)", str(out)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main(["train", *ONE_EPOCH, "--no-figures", "--out", str(out)]) == 2
-        one_line(capsys, "another `npvae train`", "4242")
+        one_line(capsys, "another `npvae train`", str(out))
         assert not (out / "checkpoint.npz").exists()
     finally:
         holder.kill()

@@ -49,31 +49,26 @@ def new_run_dir(root, dataset):
     raise CLIError(f"could not create a new run folder in {root}; pass --out DIR")
 
 
-LOCK = ".npvae.lock"
-
-
 @contextlib.contextmanager
 def run_lock(run_dir):
-    """Hold an exclusive lock on a run folder for the block (``fcntl.flock`` on its
-    ``.npvae.lock``; the kernel drops it when the process dies, even by SIGKILL), then remove
-    the temporary files a killed writer left behind. A second ``npvae train`` on the same
-    folder gets a CLIError instead of silently overwriting the first one's results."""
+    """Hold an exclusive lock on a run folder for the block (``fcntl.flock`` on the folder
+    itself, so no file is added; the kernel drops it when the process dies, even by
+    SIGKILL), then remove the temporary files a killed writer left behind. A second
+    ``npvae train`` on the same folder gets a CLIError instead of silently overwriting the
+    first one's results."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, as before
         yield
         return
-    path = os.path.join(run_dir, LOCK)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    fd = os.open(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise CLIError(f"another `npvae train` (pid {pid}) is writing to {run_dir}; wait "
-                           "for it to finish or pass another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+            raise CLIError(f"another `npvae train` is writing to {run_dir}; wait for it to "
+                           "finish or pass another --out") from None
         remove_stale_temporaries(run_dir)
         yield
     finally:
