@@ -171,3 +171,37 @@ def test_scikit_learn_protocol_clone_and_pickle():
     assert base.is_classifier(model)
     back = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(back.predict_proba(x), model.predict_proba(x))
+
+
+# ----------------------------------------------------------------------------- hostile files
+@pytest.fixture
+def saved_m2(tmp_path):
+    x, y = blobs(n=30)
+    path = tmp_path / "m2.npz"
+    SemiSupervisedVAE(3, latent_dim=2, hidden=(4,), likelihood="gaussian").fit(
+        x, np.where(np.arange(30) < 6, y, -1), epochs=1, progress=False).save(path)
+    return path
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("classifier_hidden", [10**9], "memory"), ("input_dim", 10**9, "memory"),
+    ("dtype", None, "dtype"), ("n_classes", 1, "n_classes"), ("alpha", "x", "alpha"),
+    ("likelihood", "poisson", "likelihood"), ("history", {"a": 1}, "history"),
+])
+def test_damaged_m2_config_is_refused_before_reading_arrays(saved_m2, key, value, match):
+    from npvae.training.checkpoint import CheckpointError
+    from tests import hostile as h
+
+    h.edit_meta(saved_m2, lambda m: m["config"].__setitem__(key, value))
+    with h.peak_memory(16 << 20), pytest.raises(CheckpointError, match=match) as exc:
+        SemiSupervisedVAE.load(saved_m2)
+    assert str(saved_m2) in str(exc.value) and len(str(exc.value).splitlines()) == 1
+
+
+def test_m2_arrays_must_fit_the_config(saved_m2):
+    from npvae.training.checkpoint import CheckpointError
+    from tests import hostile as h
+
+    h.edit_meta(saved_m2, lambda m: m["config"].__setitem__("latent_dim", 3))
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        SemiSupervisedVAE.load(saved_m2)

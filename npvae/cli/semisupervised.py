@@ -71,7 +71,8 @@ def _split(ds, opts):
     return ds.x_train[tr], y_semi, ds.x_train[val], y[val], k, names
 
 
-def train_m2(args, callbacks=()):
+def train_m2(args, callbacks, stack):
+    """The command; ``stack`` holds the run folder's lock."""
     from npvae.apps.semisupervised import write_figures
     from npvae.cli.commands import _dataset_info, _plain_warnings, _prepare_run_dir, _say
     from npvae.training.baselines import fit_classifier
@@ -81,16 +82,19 @@ def train_m2(args, callbacks=()):
     opts = _options(args)
     progress = not (args.quiet or args.no_progress)
     _say(args, f"loading {opts['data'] or opts['dataset']} ...")
-    ds, x_test = runs.load_data(opts, progress=progress)
+    ds, x_test = runs.load_data({**opts, "download_timeout": args.download_timeout},
+                                progress=progress)
     x, y, xv, yv, k, names = _split(ds, opts)
     try:
         model = SemiSupervisedVAE(k, x.shape[1], opts["latent_dim"], opts["hidden"],
                                   activation=opts["activation"], likelihood=opts["likelihood"],
                                   n_samples=opts["samples"], alpha=opts["alpha"],
                                   seed=opts["seed"])
+        model._model().check_memory(x.shape[1])  # before the weights are built
+        model.build(x.shape[1])
     except (TypeError, ValueError) as exc:
         raise CLIError(" ".join(str(exc).split())) from exc
-    run_dir = _prepare_run_dir(args, opts)
+    run_dir = _prepare_run_dir(args, opts, stack)
     ckpt = os.path.join(run_dir, CHECKPOINT)
     config = {"command": "npvae train --semi-supervised", "options": opts,
               "model": {**model.config(), "backend": model.backend},

@@ -30,6 +30,7 @@ from collections import OrderedDict
 import numpy as np
 
 from npvae.core import checks as chk
+from npvae.core import memory
 from npvae.core.classifier import (
     Classifier,
     check_labels,
@@ -109,16 +110,11 @@ class M2Model:
     # ------------------------------------------------------------------------ building
     def build(self, input_dim):
         """Create the three networks and the parameter buffer; initialise from ``seed``."""
-        d, z, k = int(input_dim), self.latent_dim, self.n_classes
+        d = int(input_dim)
+        self.check_memory(d)
+        self.classifier, self.encoder, self.decoder = self._networks(d)
         self.input_dim = d
-        self.classifier = Classifier(d, k, self.classifier_hidden, self.activation)
-        self.encoder = MLP([d + k, *self.encoder_hidden, 2 * z], self.activation, name="encoder")
-        self.decoder = MLP([z + k, *self.decoder_hidden, d], self.activation, name="decoder")
-        shapes = OrderedDict()
-        for part in (self.classifier, self.encoder, self.decoder):
-            shapes.update(part.param_shapes())
-        shapes.update(self.likelihood.param_shapes(d))
-        self.params = ParamBuffer(shapes, self.dtype)
+        self.params = ParamBuffer(self.param_shapes(d), self.dtype)
         for part in (self.classifier, self.encoder, self.decoder, self.likelihood):
             part.bind(self.params)
         init_rng = np.random.default_rng([self.seed, 0])
@@ -128,6 +124,37 @@ class M2Model:
         self.rng = np.random.default_rng([self.seed, 1])
         self._workspaces = OrderedDict()
         return self
+
+    def _networks(self, d):
+        z, k = self.latent_dim, self.n_classes
+        return (Classifier(d, k, self.classifier_hidden, self.activation),
+                MLP([d + k, *self.encoder_hidden, 2 * z], self.activation, name="encoder"),
+                MLP([z + k, *self.decoder_hidden, d], self.activation, name="decoder"))
+
+    def param_shapes(self, input_dim):
+        """Ordered names and shapes of the parameters for ``input_dim`` features, as
+        :meth:`build` lays them out (nothing is allocated)."""
+        shapes = OrderedDict()
+        for part in self._networks(int(input_dim)):
+            shapes.update(part.param_shapes())
+        shapes.update(self.likelihood.param_shapes(int(input_dim)))
+        return shapes
+
+    def check_memory(self, input_dim, batch_size=None):
+        """Raise :class:`~npvae.core.memory.MemoryBudgetError` (a ValueError) if the model
+        for ``input_dim`` features (and, with ``batch_size`` unlabelled rows, a training
+        step over their K copies) would not fit in memory; nothing is allocated."""
+        count = sum(int(np.prod(s, dtype=np.int64)) for s in
+                    self.param_shapes(input_dim).values())
+        what = (f"an M2 model with input_dim={input_dim}, n_classes={self.n_classes}, "
+                f"latent_dim={self.latent_dim}, hidden={self.encoder_hidden}")
+        nbytes = 2 * count * self.dtype.itemsize  # parameters and gradients
+        if batch_size is not None:  # + Adam's moments, the rollback and best copies, and
+            rows = self.n_classes * int(batch_size) * self.n_samples  # the widest activation
+            widest = max(input_dim, *self.encoder_hidden, *self.decoder_hidden, 1)
+            nbytes += self.dtype.itemsize * (4 * count + 4 * rows * widest)
+        memory.check_memory(nbytes, what, "use smaller hidden layers, a smaller latent_dim "
+                            "or batch_size")
 
     def __getstate__(self):
         # pickle/deepcopy: the kernels are looked up again by backend name, as VAEModel's
@@ -365,9 +392,7 @@ class M2Model:
 
 
 def _sizes(sizes, argname):
-    if isinstance(sizes, (int, np.integer)):
-        sizes = (sizes,)
-    return tuple(chk.positive_int(s, f"every entry of {argname}") for s in sizes)
+    return chk.layer_sizes(sizes, argname)
 
 
 def _batches(n, size=1024):

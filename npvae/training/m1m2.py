@@ -10,7 +10,8 @@ and ``m2.predict(m1.transform(X_new))``.
 
 from __future__ import annotations
 
-from npvae.training.checkpoint import load_checkpoint, save_checkpoint
+from npvae.training import schema
+from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from npvae.training.estimator import VAE
 from npvae.training.protocol import EstimatorMixin, NotFittedError
 from npvae.training.semisupervised import SemiSupervisedVAE
@@ -142,12 +143,28 @@ class M1M2(EstimatorMixin):
 
     @classmethod
     def load(cls, path, *, backend=None):
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        """Rebuild both models from :meth:`save`; each one's config and arrays are checked
+        (as :meth:`npvae.VAE.load` and :meth:`SemiSupervisedVAE.load` do) before any array
+        is read. Raises CheckpointError if anything is wrong."""
+        holder = {}
+
+        def check(meta):
+            config = meta["config"]
+            if not isinstance(config.get("m1"), dict) or not isinstance(config.get("m2"), dict):
+                raise CheckpointError(f"{path}: config has no 'm1' and 'm2'; not a saved M1M2")
+            for part, model_cls in (("m1", VAE), ("m2", SemiSupervisedVAE)):
+                core, holder[part] = model_cls._core_from_config(config[part], path, backend)
+                entries = [{**e, "name": e["name"][3:]} for e in meta["arrays"]
+                           if e["name"].startswith(part + "/")]
+                schema.check_manifest_fits(core, {**meta, "arrays": entries}, path)
+
+        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND, check=check)
         part = {p: {k[3:]: v for k, v in arrays.items() if k.startswith(p + "/")}
                 for p in ("m1", "m2")}
-        m1 = VAE._from_checkpoint(part["m1"], config["m1"], path, backend=backend)
+        m1 = VAE._from_checkpoint(part["m1"], config["m1"], path, backend=backend,
+                                  kwargs=holder["m1"])
         m2 = SemiSupervisedVAE._from_checkpoint(part["m2"], config["m2"], path,
-                                                backend=backend)
+                                                backend=backend, kwargs=holder["m2"])
         model = cls(m1, m2)
         model.m1_, model.m2_ = m1, m2
         return model

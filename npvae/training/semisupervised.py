@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core.activations import ACTIVATIONS
 from npvae.core.classifier import check_labels
 from npvae.core.m2 import M2Model
+from npvae.training import schema
 from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from npvae.training.m2_trainer import balanced_labels, run
 from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
@@ -233,6 +233,7 @@ class SemiSupervisedVAE(EstimatorMixin, M2Model):
         bu = chk.positive_int(batch_size, "batch_size")
         bl = min(len(lab), bu) if labelled_batch_size is None else chk.positive_int(
             labelled_batch_size, "labelled_batch_size")
+        core.check_memory(X.shape[1], bu)
         patience = None if early_stopping_patience is None else chk.positive_int(
             early_stopping_patience, "early_stopping_patience")
         if patience is not None and val is None:
@@ -330,31 +331,74 @@ class SemiSupervisedVAE(EstimatorMixin, M2Model):
 
     @classmethod
     def load(cls, path, *, backend=None):
-        """Rebuild a model written by :meth:`save`; raises CheckpointError if it is damaged
-        or its arrays do not fit its config."""
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
-        return cls._from_checkpoint(arrays, config, path, backend=backend)
+        """Rebuild a model written by :meth:`save`. Its config is checked (types, sizes,
+        memory) and the arrays' names and shapes against it before any array is read;
+        raises CheckpointError if anything is wrong."""
+        holder = {}
+
+        def check(meta):
+            core, holder["kwargs"] = cls._core_from_config(meta["config"], path, backend)
+            schema.check_manifest_fits(core, meta, path)
+
+        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND, check=check)
+        return cls._from_checkpoint(arrays, config, path, backend=backend,
+                                    kwargs=holder["kwargs"])
 
     @classmethod
-    def _from_checkpoint(cls, arrays, config, path, *, backend=None):
-        kwargs = {k: config[k] for k in _CTOR_KEYS if k in config}
-        act = kwargs.get("activation")
-        if isinstance(act, dict):
-            c = ACTIVATIONS[act["name"]]
-            kwargs["activation"] = c(act["param"]) if act.get("param") else c()
-        if kwargs.get("input_dim") is None or kwargs.get("n_classes") is None:
-            raise CheckpointError(f"{path}: config has no input_dim/n_classes; not a saved M2")
-        try:
-            model = cls(**kwargs, backend=backend)
-            model._model().build(kwargs["input_dim"])
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: its config does not build a model: {exc}") from exc
+    def _from_checkpoint(cls, arrays, config, path, *, backend=None, kwargs=None):
+        """The model of a checkpoint's arrays and config (``kwargs``: its checked
+        constructor arguments, checked here when None)."""
+        if kwargs is None:
+            kwargs = cls._core_from_config(config, path, backend)[1]
+        model = cls(**kwargs, backend=backend)
+        model._model().build(kwargs["input_dim"])
         restore_params(model, arrays, path)
         model.classes_ = np.arange(model.n_classes)
-        model.alpha_ = config.get("alpha_")
-        model.best_epoch_ = config.get("best_epoch")
-        model.history_ = list(config.get("history", []))
+        model.alpha_ = _config_number(config, "alpha_", path)
+        best = config.get("best_epoch")
+        model.best_epoch_ = None if best is None else _checked(path, "best_epoch",
+                                                               chk.positive_int, best)
+        history = config.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+            raise CheckpointError(f"{path}: config value 'history' must be a list of records")
+        model.history_ = list(history)
         return model
+
+    @staticmethod
+    def _core_from_config(config, path, backend):
+        """An unbuilt core M2Model of the architecture ``config`` describes, every value
+        checked and its memory estimated; ``input_dim`` set, nothing allocated."""
+        missing = [k for k in ("n_classes", "input_dim") if config.get(k) is None]
+        if missing:
+            raise CheckpointError(f"{path}: config has no {', '.join(missing)}; not a saved M2")
+        kwargs = {k: config[k] for k in _CTOR_KEYS if k in config}
+        for key, check in (("activation", schema._activation), ("dtype", schema._dtype),
+                           ("likelihood", schema._likelihood)):  # as a VAE's are checked
+            if key in kwargs:
+                kwargs[key] = _checked(path, key, check, kwargs[key])
+        _config_number(config, "alpha", path)
+        d = _checked(path, "input_dim", chk.positive_int, kwargs.pop("input_dim"))
+        try:
+            core = M2Model(**{k: v for k, v in kwargs.items() if k != "alpha"},
+                           backend=backend)
+            core.check_memory(d)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: its config does not build a model: "
+                                  f"{' '.join(str(exc).split())}") from None
+        core.input_dim = d
+        return core, {**kwargs, "input_dim": d}
+
+
+def _checked(path, key, check, value):
+    try:
+        return check(value, key)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: config value {key!r} is invalid: {exc}") from None
+
+
+def _config_number(config, key, path):
+    value = config.get(key)
+    return None if value is None else _checked(path, key, chk.nonnegative_float, value)
 
 
 # what the core M2Model keeps besides its constructor arguments (read on the built model)
