@@ -12,6 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from npvae.kernels import KERNEL_NAMES, _reference, get_kernels
+from npvae.kernels.activations import BY_CODE
+from tests.cases import ACTIVATIONS
 from tests.strategies import arrays, batch, seeds, width
 
 pytest.importorskip("numba")
@@ -54,10 +56,10 @@ def test_matmul(dtype, m, k, n, t_a, t_b, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("code,param", [(0, 0.0), (1, 0.0), (2, 0.1), (3, 1.0), (4, 0.0),
-                                        (5, 0.0), (6, 0.0)])
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=repr)  # every registered activation's cases
 @given(shape=st.tuples(batch, width), seed=seeds)
-def test_bias_act_and_backward(dtype, code, param, shape, seed):
+def test_bias_act_and_backward(dtype, act, shape, seed):
+    code, param = act.code, act.param
     rng = np.random.default_rng(seed)
     y0 = (rng.standard_normal(shape) * 4).astype(dtype)
     b = rng.standard_normal(shape[1]).astype(dtype)
@@ -72,6 +74,17 @@ def test_bias_act_and_backward(dtype, code, param, shape, seed):
     REF.act_backward(dbuf, yb, code, param, dbb)
     close(da, dbuf, dtype)
     close(dba, dbb, dtype, n_terms=shape[0])
+
+
+@pytest.mark.parametrize("kernels", [NB, REF], ids=["numba", "numpy"])
+def test_unknown_activation_code_raises(kernels):
+    """No silent fallback: a code no activation has is an error in both backends."""
+    code = max(BY_CODE) + 1
+    y, b = np.ones((2, 3)), np.zeros(3)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        kernels.bias_act(y, b, code, 0.0)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        kernels.act_backward(y.copy(), y, code, 0.0, b.copy())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 
+from npvae.core import activations as _activations
+from npvae.core import likelihoods as _likelihoods
+
 __all__ = ["build_parser", "TRAIN_DEFAULTS", "parse_hidden"]
 
 # Defaults of the options that define a run. The parser's defaults are None, so that the
@@ -26,8 +29,8 @@ TRAIN_DEFAULTS = {
     "cache_dir": None, "conditional": False,
 }
 DATASETS = ("sprites", "digits", "mnist", "fashion-mnist")
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "identity")
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-scalar", "gaussian-diag")
+ACTIVATIONS = tuple(_activations.ACTIVATIONS)  # the registries: a new class is a new choice
+LIKELIHOODS = tuple(_likelihoods.LIKELIHOODS)
 
 _DESCRIPTION = """\
 Variational autoencoders in NumPy with hand-written gradients.

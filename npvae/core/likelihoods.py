@@ -27,12 +27,25 @@ __all__ = [
 ]
 
 LOG_2PI = float(np.log(2 * np.pi))
+LIKELIHOODS = {}  # name -> class; a subclass that sets ``name`` registers itself
 
 
 class Likelihood:
-    """Base class; see the module docstring for the interface."""
+    """Base class; see the module docstring for the interface. A subclass that sets
+    ``name`` is registered in :data:`LIKELIHOODS` (the CLI's choices and the test cases
+    are read from there)."""
 
     name = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # an abstract helper class: not registered
+            return
+        taken = LIKELIHOODS.get(cls.name)
+        if taken is not None and taken.__qualname__ != cls.__qualname__:
+            raise TypeError(f"likelihood {cls.__name__}: the name {cls.name!r} is taken by "
+                            f"{taken.__name__}")
+        LIKELIHOODS[cls.name] = cls
 
     def param_shapes(self, dim):
         """Names and shapes of learned parameters of the likelihood (none by default)."""
@@ -175,9 +188,6 @@ class GaussianDiagonal(GaussianScalar):
 
     def param_shapes(self, dim):
         return {"likelihood.logvar": (int(dim),)}
-
-
-LIKELIHOODS = {c.name: c for c in (Bernoulli, GaussianFixed, GaussianScalar, GaussianDiagonal)}
 
 
 def get_likelihood(spec, **kwargs):

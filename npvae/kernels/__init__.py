@@ -161,15 +161,16 @@ def warmup(dtypes=("float32", "float64")):
     import numpy as np
 
     from npvae.kernels._numba import PARALLEL_MIN
+    from npvae.kernels.activations import ACTIVATIONS
 
     k = get_kernels("numba")
     start = time.perf_counter()
     for dt in dtypes:
         a = np.ones((2, 4), dtype=dt)
         b = np.zeros(4, dtype=dt)
-        for code in range(7):
-            k.bias_act(a.copy(), b, code, 0.5)
-            k.act_backward(a.copy(), a, code, 0.5, b.copy())
+        for cls in ACTIVATIONS.values():  # every registered activation
+            k.bias_act(a.copy(), b, cls.code, 0.5)
+            k.act_backward(a.copy(), a, cls.code, 0.5, b.copy())
         h = np.zeros((2, 4), dtype=dt)
         noise = np.zeros((2, 2), dtype=dt)
         k.sample_kl(h, noise, noise.copy(), np.zeros(2, dtype=dt))

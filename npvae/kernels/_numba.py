@@ -33,6 +33,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from npvae.kernels import activations as _acts
 from npvae.plumbing.fpmode import AVAILABLE as FTZ
 from npvae.plumbing.fpmode import flush_to_zero, restore_fp_mode
 from npvae.plumbing.gemm import matmul, thread_count  # noqa: F401 (matmul: a kernel here)
@@ -50,33 +51,46 @@ CUT32, CUT64 = -float(np.log(TINY32)), -float(np.log(TINY64))
 PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats a thread launch
 
 
+# The activation codes, read from the registry (npvae.kernels.activations). Every code
+# there needs a branch in _act and _dact; a code without one raises (tests/test_registry.py
+# compares every registered activation's kernels with its definition).
+_IDENTITY, _RELU, _LEAKY_RELU, _ELU, _TANH, _SIGMOID, _SOFTPLUS = (
+    _acts.ACTIVATIONS[name].code
+    for name in ("identity", "relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus"))
+
+
 @inline
 def _act(a, code, param, zero, one):
-    if code == 2:
+    if code == _LEAKY_RELU:
         return a if a > zero else param * a
-    if code == 3:
+    if code == _ELU:
         return a if a > zero else param * np.expm1(a)
-    if code == 4:
+    if code == _TANH:
         return np.tanh(a)
-    if code == 5:
+    if code == _SIGMOID:
         if a >= zero:
             return one / (one + np.exp(-a))
         e = np.exp(a)
         return e / (one + e)
-    return max(a, zero) + np.log1p(np.exp(-abs(a)))  # softplus
+    if code == _SOFTPLUS:
+        return max(a, zero) + np.log1p(np.exp(-abs(a)))
+    raise ValueError("bias_act: unknown activation code (see npvae.kernels.activations)")
 
 
 @inline
-def _dact(y, code, param, zero, one):
-    if code == 2:
-        return one if y > zero else param
-    if code == 3:
-        return one if y > zero else y + param
-    if code == 4:
-        return one - y * y
-    if code == 5:
-        return y * (one - y)
-    return -np.expm1(-y)  # softplus
+def _dact(t, code, param, zero, one):
+    """f'(a) from t: the output y, or the pre-activation a for an activation that needs it."""
+    if code == _LEAKY_RELU:
+        return one if t > zero else param
+    if code == _ELU:
+        return one if t > zero else t + param
+    if code == _TANH:
+        return one - t * t
+    if code == _SIGMOID:
+        return t * (one - t)
+    if code == _SOFTPLUS:
+        return -np.expm1(-t)
+    raise ValueError("act_backward: unknown activation code (see npvae.kernels.activations)")
 
 
 # ----------------------------------------------------------------------------- dense layers
@@ -85,12 +99,12 @@ def bias_act(y, b, code, param):
     dt = y.dtype.type
     zero, one, prm = dt(0), dt(1), dt(param)
     n, h = y.shape
-    if code == 1:  # ReLU and identity, the common cases, without the switch in the loop
+    if code == _RELU:  # ReLU and identity, the common cases, without the switch in the loop
         for i in range(n):
             for j in range(h):
                 a = y[i, j] + b[j]
                 y[i, j] = a if a > zero else zero
-    elif code == 0:
+    elif code == _IDENTITY:
         for i in range(n):
             for j in range(h):
                 y[i, j] += b[j]
@@ -107,13 +121,13 @@ def act_backward(dy, y, code, param, db):
     n, h = dy.shape
     for j in range(h):
         db[j] = zero
-    if code == 1:
+    if code == _RELU:
         for i in range(n):
             for j in range(h):
                 g = dy[i, j] if y[i, j] > zero else zero
                 dy[i, j] = g
                 db[j] += g
-    elif code == 0:
+    elif code == _IDENTITY:
         for i in range(n):
             for j in range(h):
                 db[j] += dy[i, j]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npvae.core.activations import from_code
+from npvae.kernels.activations import from_code
 
 LOG_2PI = float(np.log(2 * np.pi))
 

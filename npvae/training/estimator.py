@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core.activations import ACTIVATIONS, get_activation
+from npvae.core.activations import get_activation
 from npvae.core.model import VAEModel
 from npvae.inference import metrics
 from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -254,13 +254,9 @@ class VAE(VAEModel):
         kwargs = {k: config[k] for k in _CTOR_KEYS if k in config}
         if kwargs.get("input_dim") is None:
             raise CheckpointError(f"{path}: config has no input_dim; not a saved VAE")
-        act = kwargs.get("activation")
-        if isinstance(act, dict):  # an Activation instance saved as {name, param}
-            c = ACTIVATIONS[act["name"]]
-            kwargs["activation"] = c(act["param"]) if act.get("param") else c()
-        else:
-            get_activation(act)
         try:
+            if isinstance(kwargs.get("activation"), dict):  # an instance saved as {name, param}
+                kwargs["activation"] = get_activation(kwargs["activation"])
             model = cls(**kwargs, backend=backend)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: its config does not build a model: {exc}") from exc
