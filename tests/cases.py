@@ -11,10 +11,12 @@ from npvae.core.activations import (
 )
 from npvae.core.activations import (
     ELU,
+    GELU,
     Identity,
     LeakyReLU,
     ReLU,
     Sigmoid,
+    SiLU,
     Softplus,
     Tanh,
 )
@@ -29,6 +31,8 @@ ACTIVATION_CASES = {
     Tanh: [Tanh()],
     Sigmoid: [Sigmoid()],
     Softplus: [Softplus()],
+    SiLU: [SiLU()],
+    GELU: [GELU()],
 }
 ACTIVATIONS = [a for cases in ACTIVATION_CASES.values() for a in cases]
 KINKED = (ReLU, LeakyReLU)  # finite differences are only valid away from a = 0

@@ -67,11 +67,20 @@ def test_bias_act_and_backward(dtype, act, shape, seed):
     NB.bias_act(ya, b, code, param)
     REF.bias_act(yb, b, code, param)
     close(ya, yb, dtype)
+    pa, pb = np.full_like(y0, np.nan), np.full_like(y0, np.nan)  # any activation can keep a
+    yc, yd = y0.copy(), y0.copy()
+    NB.bias_act_pre(yc, b, code, param, pa)
+    REF.bias_act_pre(yd, b, code, param, pb)
+    np.testing.assert_array_equal(pa, y0 + b)
+    np.testing.assert_array_equal(pb, y0 + b)
+    close(yc, yb, dtype)
+    close(yd, yb, dtype)
+    t = act.saved(pb, yb)  # what a layer keeps for the backward: y, or a if needs_pre
     dy = rng.standard_normal(shape).astype(dtype)
     da, dbuf = dy.copy(), dy.copy()
     dba, dbb = np.empty_like(b), np.empty_like(b)
-    NB.act_backward(da, yb, code, param, dba)
-    REF.act_backward(dbuf, yb, code, param, dbb)
+    NB.act_backward(da, t, code, param, dba)
+    REF.act_backward(dbuf, t, code, param, dbb)
     close(da, dbuf, dtype)
     close(dba, dbb, dtype, n_terms=shape[0])
 

@@ -131,7 +131,7 @@ def test_warmup_runs_every_registered_activation(monkeypatch):
 
     k = get_kernels("numba")
     seen = set()
-    for name in ("bias_act", "act_backward"):
+    for name in ("bias_act", "bias_act_pre", "act_backward"):
         fn = getattr(k, name)
 
         def spy(*args, fn=fn, name=name):
@@ -141,5 +141,5 @@ def test_warmup_runs_every_registered_activation(monkeypatch):
         monkeypatch.setattr(k, name, spy)
     warmup(dtypes=("float64",))
     want = {(name, cls.code) for cls in ACTIVATIONS.values()
-            for name in ("bias_act", "act_backward")}
+            for name in ("bias_act_pre" if cls.needs_pre else "bias_act", "act_backward")}
     assert want <= seen

@@ -34,6 +34,7 @@ KERNEL_NAMES = (
     "matmul", "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
     "gaussian_nll", "bernoulli_nll_rows", "gaussian_nll_rows", "sigmoid", "adam_step",
     "adam_step_outer", "sgd_step", "sum_squares",
+    "bias_act_pre",
 )
 _loaded = {}
 
@@ -169,7 +170,10 @@ def warmup(dtypes=("float32", "float64")):
         a = np.ones((2, 4), dtype=dt)
         b = np.zeros(4, dtype=dt)
         for cls in ACTIVATIONS.values():  # every registered activation
-            k.bias_act(a.copy(), b, cls.code, 0.5)
+            if cls.needs_pre:
+                k.bias_act_pre(a.copy(), b, cls.code, 0.5, a.copy())
+            else:
+                k.bias_act(a.copy(), b, cls.code, 0.5)
             k.act_backward(a.copy(), a, cls.code, 0.5, b.copy())
         h = np.zeros((2, 4), dtype=dt)
         noise = np.zeros((2, 2), dtype=dt)

@@ -54,13 +54,33 @@ PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats a thread laun
 # The activation codes, read from the registry (npvae.kernels.activations). Every code
 # there needs a branch in _act and _dact; a code without one raises (tests/test_registry.py
 # compares every registered activation's kernels with its definition).
-_IDENTITY, _RELU, _LEAKY_RELU, _ELU, _TANH, _SIGMOID, _SOFTPLUS = (
-    _acts.ACTIVATIONS[name].code
-    for name in ("identity", "relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus"))
+_IDENTITY, _RELU, _LEAKY_RELU, _ELU, _TANH, _SIGMOID, _SOFTPLUS, _SILU, _GELU = (
+    _acts.ACTIVATIONS[name].code for name in (
+        "identity", "relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "silu", "gelu"))
+_GELU_C, _GELU_K = _acts.GELU_C, _acts.GELU_K
+
+
+@inline
+def _sigmoid1(a, zero, one):
+    """sigmoid(a) of one value, without overflow."""
+    if a >= zero:
+        return one / (one + np.exp(-a))
+    e = np.exp(a)
+    return e / (one + e)
+
+
+@inline
+def _gelu_tanh(a):
+    dt = type(a)
+    return np.tanh(dt(_GELU_C) * (a + dt(_GELU_K) * a * a * a))
 
 
 @inline
 def _act(a, code, param, zero, one):
+    if code == _RELU:
+        return a if a > zero else zero
+    if code == _IDENTITY:
+        return a
     if code == _LEAKY_RELU:
         return a if a > zero else param * a
     if code == _ELU:
@@ -68,18 +88,23 @@ def _act(a, code, param, zero, one):
     if code == _TANH:
         return np.tanh(a)
     if code == _SIGMOID:
-        if a >= zero:
-            return one / (one + np.exp(-a))
-        e = np.exp(a)
-        return e / (one + e)
+        return _sigmoid1(a, zero, one)
     if code == _SOFTPLUS:
         return max(a, zero) + np.log1p(np.exp(-abs(a)))
+    if code == _SILU:
+        return a * _sigmoid1(a, zero, one)
+    if code == _GELU:
+        return type(a)(0.5) * a * (one + _gelu_tanh(a))
     raise ValueError("bias_act: unknown activation code (see npvae.kernels.activations)")
 
 
 @inline
 def _dact(t, code, param, zero, one):
     """f'(a) from t: the output y, or the pre-activation a for an activation that needs it."""
+    if code == _RELU:
+        return one if t > zero else zero
+    if code == _IDENTITY:
+        return one
     if code == _LEAKY_RELU:
         return one if t > zero else param
     if code == _ELU:
@@ -90,6 +115,14 @@ def _dact(t, code, param, zero, one):
         return t * (one - t)
     if code == _SOFTPLUS:
         return -np.expm1(-t)
+    if code == _SILU:
+        sg = _sigmoid1(t, zero, one)
+        return sg * (one + t * (one - sg))
+    if code == _GELU:
+        dt, th = type(t), _gelu_tanh(t)
+        half = dt(0.5)
+        return half * (one + th) + half * t * (one - th * th) * dt(_GELU_C) * (
+            one + dt(3 * _GELU_K) * t * t)
     raise ValueError("act_backward: unknown activation code (see npvae.kernels.activations)")
 
 
@@ -112,6 +145,18 @@ def bias_act(y, b, code, param):
         for i in range(n):
             for j in range(h):
                 y[i, j] = _act(y[i, j] + b[j], code, prm, zero, one)
+
+
+@njit(**_OPTS)
+def bias_act_pre(y, b, code, param, pre):
+    dt = y.dtype.type
+    zero, one, prm = dt(0), dt(1), dt(param)
+    n, h = y.shape
+    for i in range(n):
+        for j in range(h):
+            a = y[i, j] + b[j]
+            pre[i, j] = a
+            y[i, j] = _act(a, code, prm, zero, one)
 
 
 @njit(**_OPTS)

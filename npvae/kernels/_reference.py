@@ -64,10 +64,19 @@ def bias_act(y, b, code, param):
     y[...] = from_code(code, param).forward(y)
 
 
-def act_backward(dy, y, code, param, db):
-    r"""In place: ``dy <- dy * f'(a)`` (from the output ``y``), and ``db = sum_n dy``.
+def bias_act_pre(y, b, code, param, pre):
+    """:func:`bias_act` that also keeps the pre-activation: ``pre <- y + b`` (written),
+    then ``y <- f(pre)``. For the activations whose derivative needs it (``needs_pre``)."""
+    pre[...] = y + b
+    y[...] = from_code(code, param).forward(pre)
 
-    This is the activation backward fused with the bias gradient of the same layer:
+
+def act_backward(dy, y, code, param, db):
+    r"""In place: ``dy <- dy * f'(a)``, and ``db = sum_n dy``.
+
+    ``f'(a)`` is computed from ``y``: the layer's output, or its pre-activation ``a`` for
+    an activation that ``needs_pre`` (see :mod:`npvae.kernels.activations`). This is the
+    activation backward fused with the bias gradient of the same layer:
     :math:`\partial L/\partial b_h = \sum_n \partial L/\partial a_{nh}`.
     """
     dy *= from_code(code, param).derivative(y)

@@ -7,21 +7,40 @@ gradient, one branch per ``code``. Defining a subclass with a ``name`` registers
 :data:`ACTIVATIONS`: the CLI's choices, the warm-up, the test cases and the kernel tests
 are all read from there. The kernels raise on a code they do not implement.
 
-Every derivative here is written in terms of the activation's *output* ``y = f(a)``, so
-a layer keeps only ``y`` and the forward pass overwrites the pre-activation in place
-(scikit-learn's ``_base.py`` does the same):
+Two kinds of activation, told apart by :attr:`Activation.needs_pre`:
 
-========== ============================== ==========================================
-name       y = f(a)                       f'(a) written with y
-========== ============================== ==========================================
-identity   a                              1
-relu       max(a, 0)                      [y > 0]
-leaky_relu a if a > 0 else s a            1 if y > 0 else s          (needs s > 0)
-elu        a if a > 0 else al (e^a - 1)   1 if y > 0 else y + al     (needs al > 0)
-tanh       tanh a                         1 - y^2
-sigmoid    1 / (1 + e^{-a})               y (1 - y)
-softplus   log(1 + e^a)                   sigmoid(a) = 1 - e^{-y}
-========== ============================== ==========================================
+* the derivative is a function of the **output** ``y = f(a)`` (``needs_pre = False``).
+  The layer keeps only ``y``, and the forward pass overwrites the pre-activation in place
+  (scikit-learn's ``_base.py`` does the same):
+
+  ========== ============================== ==========================================
+  name       y = f(a)                       f'(a) written with y
+  ========== ============================== ==========================================
+  identity   a                              1
+  relu       max(a, 0)                      [y > 0]
+  leaky_relu a if a > 0 else s a            1 if y > 0 else s          (needs s > 0)
+  elu        a if a > 0 else al (e^a - 1)   1 if y > 0 else y + al     (needs al > 0)
+  tanh       tanh a                         1 - y^2
+  sigmoid    1 / (1 + e^{-a})               y (1 - y)
+  softplus   log(1 + e^a)                   sigmoid(a) = 1 - e^{-y}
+  ========== ============================== ==========================================
+
+* the derivative needs the **pre-activation** ``a`` (``needs_pre = True``): ``f`` is not
+  monotone, so ``y`` does not determine ``a`` (SiLU's ``y = -0.2`` has two preimages).
+  The layer keeps ``a`` in a buffer of its own, for these layers only (no extra GEMM):
+
+  ========== ============================================ =============================
+  name       y = f(a)                                     f'(a)
+  ========== ============================================ =============================
+  silu       a s, s = sigmoid(a)                          s (1 + a (1 - s))
+  gelu       a (1 + t) / 2, t = tanh(c (a + k a^3))       (1 + t) / 2
+                                                          + a (1 - t^2) c (1 + 3 k a^2) / 2
+  ========== ============================================ =============================
+
+  (``c = sqrt(2 / pi)``, ``k = 0.044715``: GELU's tanh form, Hendrycks & Gimpel 2016.)
+
+``derivative(t)`` and ``backward(dy, t)`` take ``t = y`` for the first kind and ``t = a``
+for the second; :meth:`Activation.saved` picks it. docs/math.md derives the derivatives.
 
 Codes are fixed for good: the compiled kernels freeze them, and Numba's disk cache is
 keyed by the source of :mod:`npvae.kernels._numba` alone, so a new activation takes a new
@@ -226,6 +245,43 @@ class Softplus(Activation):
 
     def derivative(self, y):
         return -np.expm1(-y)
+
+
+class SiLU(Activation):
+    r"""SiLU (swish): :math:`y = a\,\sigma(a)`; :math:`f' = \sigma(a)(1 + a(1 - \sigma(a)))`,
+    from the pre-activation (:attr:`needs_pre`)."""
+
+    name, code, init, needs_pre = "silu", 7, "he", True
+
+    def forward(self, a):
+        return a * expit(a)
+
+    def derivative(self, a):
+        s = expit(a)
+        return s * (1 + a * (1 - s))
+
+
+GELU_C = float(np.sqrt(2 / np.pi))
+GELU_K = 0.044715
+
+
+class GELU(Activation):
+    r"""GELU in its tanh form: :math:`y = \tfrac12 a (1 + t)`, :math:`t = \tanh u`,
+    :math:`u = c (a + k a^3)`, :math:`c = \sqrt{2/\pi}`, :math:`k = 0.044715`;
+
+    .. math::
+        f'(a) = \tfrac12 (1 + t) + \tfrac12 a (1 - t^2)\, c\, (1 + 3 k a^2)
+
+    from the pre-activation (:attr:`needs_pre`)."""
+
+    name, code, init, needs_pre = "gelu", 8, "he", True
+
+    def forward(self, a):
+        return 0.5 * a * (1 + np.tanh(GELU_C * (a + GELU_K * a * a * a)))
+
+    def derivative(self, a):
+        t = np.tanh(GELU_C * (a + GELU_K * a * a * a))
+        return 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * GELU_C * (1 + 3 * GELU_K * a * a)
 
 
 def get_activation(spec):
