@@ -36,7 +36,6 @@ class Dense:
         self.act = get_activation(activation)
         self.name = name
         self.W = self.b = self.dW = self.db = None
-        self.deferred = None
 
     def param_shapes(self):
         """Names and shapes this layer needs in the parameter buffer."""
@@ -99,18 +98,16 @@ class Dense:
         ``needs_pre``, from the pre-activation ``pre`` that :meth:`forward` wrote (without
         it, ``a`` is recomputed: one more GEMM). ``dy`` is overwritten with
         :math:`\delta`. Pass ``need_dx=False`` to skip the input gradient (a model's first
-        layer has no use for it). With ``defer=True`` the weight gradient is not formed:
-        ``(x, delta)`` is kept in ``self.deferred`` for an optimizer that fuses
-        :math:`x^\top \delta` into its update (see ``Adam.step(deferred=...)``).
+        layer has no use for it). With ``defer=True`` the weight gradient is not formed: the
+        caller takes its two factors, ``x`` and ``dy`` (now :math:`\delta`), to an optimizer
+        that fuses :math:`x^\top \delta` into its update (``VAEModel.train_step`` does).
         """
         k = kernels or get_kernels()
         t = y
         if self.act.needs_pre:
             t = pre if pre is not None else self._preactivation(x, k)
         k.act_backward(dy, t, self.act.code, self.act.param, self.db)  # dy <- delta
-        if defer:
-            self.deferred = (x, dy)
-        else:
+        if not defer:
             k.matmul(x.T, dy, self.dW)  # (in, out)
         if not need_dx:
             return None
@@ -191,14 +188,20 @@ class MLP:
     def backward(self, dy, x, ws, need_dx=True, kernels=None, defer=()):
         """Backpropagate ``dy`` (the gradient of the last output, overwritten) through every
         layer, writing each layer's ``dW`` and ``db``; return the input gradient or None.
-        Layers in ``defer`` keep ``(x, delta)`` instead of forming ``dW``."""
+
+        Layers in ``defer`` do not form ``dW``; if ``defer`` is a dict, ``defer[layer]`` is
+        set to the two factors of the gradient, ``(x, delta)`` with ``dW = x.T @ delta``
+        (buffers of ``ws`` or the arrays passed in, valid until the next call)."""
         outs, grads = ws["outs"], ws["grads"]
         pres = ws.get("pres") or [None] * len(self.layers)
         g = dy
         for i in range(len(self.layers) - 1, -1, -1):
             inp = x if i == 0 else outs[i - 1]
             want = need_dx or i > 0
-            layer = self.layers[i]
+            layer, delta = self.layers[i], g  # layer.backward turns g into delta, in place
+            deferred = layer in defer
             g = layer.backward(g, inp, outs[i], grads[i] if want else None, need_dx=want,
-                               kernels=kernels, defer=layer in defer, pre=pres[i])
+                               kernels=kernels, defer=deferred, pre=pres[i])
+            if deferred and isinstance(defer, dict):
+                defer[layer] = (inp, delta)
         return g

@@ -163,6 +163,18 @@ class VAEModel:
         return self.params.named_grads()
 
     # ---------------------------------------------------------------------- validation
+    def check_input(self, x, y=None, *, x_name="x", y_name="y"):
+        """Validate a batch for this (built) model and return it as ``(x, y)``.
+
+        ``x`` must be (N, input_dim), finite and in the likelihood's support; ``y`` must be
+        given exactly when the model is conditional, as (N, cond_dim). Both come back as
+        arrays of the model's dtype (``y`` None for an unconditional model). The names
+        appear in the error messages. Raises RuntimeError if the model is not built yet.
+        """
+        self._require_built()
+        x = self._check_x(x, x_name)
+        return x, self._check_y(y, x.shape[0], y_name)
+
     def _check_x(self, x, argname="x"):
         if self.params is None:
             x0 = chk.as_data(x, self.dtype, argname)
@@ -302,9 +314,10 @@ class VAEModel:
 
         With :class:`~npvae.core.optim.Adam` (no clipping) and a small batch, the gradients of the
         large weight matrices are never formed: each is the product ``x.T @ delta`` of two
-        thin matrices, and the Adam kernel computes it while updating, which saves writing
-        and re-reading the gradient (``Adam.step(deferred=...)``). The result equals the
-        unfused step up to rounding; ``params.grad`` then lacks those blocks.
+        thin matrices (a layer's input and its delta, both in this step's workspace), and
+        the Adam kernel computes it while updating, which saves writing and re-reading the
+        gradient (``Adam.step(deferred=...)``). The result equals the unfused step up to
+        rounding; ``params.grad`` then lacks those blocks.
 
         On the numba backend with MKL GEMMs, the step first fits Numba's thread count to
         the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
@@ -317,16 +330,19 @@ class VAEModel:
 
         if self.kernels.pace is not None:  # as many threads as there are free cores
             self.kernels.pace()
-        layers = ()
+        fused = {}  # layer -> (x, delta), filled by the backward pass
         rows = np.shape(x)[0] * self.n_samples
         if (isinstance(optimizer, Adam) and optimizer.clip_norm is None
                 and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
-            layers = tuple(layer for layer in self.encoder.layers + self.decoder.layers
-                           if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS)
-        loss, parts = self.loss_and_grad(x, y, _defer=layers, **loss_kw)
+            fused = {layer: None for layer in self.encoder.layers + self.decoder.layers
+                     if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS}
+        loss, parts = self.loss_and_grad(x, y, _defer=fused, **loss_kw)
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss}; no update was made")
-        optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
+        if fused:
+            optimizer.step(deferred={f"{layer.name}.W": xd for layer, xd in fused.items()})
+        else:
+            optimizer.step()
         return loss, parts
 
     # ------------------------------------------------------------------ encode / decode

@@ -32,12 +32,6 @@ def _rng(rng, model):
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
-def _checked(model, X, y):
-    model._require_built()
-    X = model._check_x(X, "X")
-    return X, model._check_y(y, X.shape[0], "y")
-
-
 def _kl_terms(mu, logvar):
     """Per-example, per-dimension KL(N(mu, exp(logvar)) || N(0, 1)) in float64."""
     mu, lv = mu.astype(np.float64), logvar.astype(np.float64)
@@ -74,7 +68,7 @@ def elbo_terms(model, X, y=None, *, n_samples=1, rng=None):
         :math:`KL(q(z|x) \\| p(z))` in closed form, summed over latent dimensions.
         The ELBO is ``-(recon + kl)``; a beta-VAE's loss is ``recon + beta * kl``.
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     rng = _rng(rng, model)
     n = X.shape[0]
     recon, kl = np.empty(n), np.empty(n)
@@ -109,7 +103,7 @@ def iwae_log_likelihood(model, X, y=None, *, k=100, rng=None, batch_size=256):
     ndarray (N,)
         ``logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k``, in nats.
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     rng = _rng(rng, model)
@@ -146,7 +140,7 @@ def active_units(model, X, y=None, *, threshold=0.01):
     variance : ndarray (Z,)
         The variance over ``X`` of each dimension's posterior mean.
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     mu, _ = model.encode(X, y)
     var = mu.astype(np.float64).var(axis=0)
     return int((var > threshold).sum()), var
@@ -157,6 +151,6 @@ def kl_per_dimension(model, X, y=None):
 
     Collapsed dimensions show a KL near 0; the sum over j is the mean KL term of the ELBO.
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     mu, lv = model.encode(X, y)
     return _kl_terms(mu, lv).mean(axis=0)

@@ -13,8 +13,15 @@ from npvae.core import checks as chk
 from npvae.core.activations import get_activation
 from npvae.core.model import VAEModel
 from npvae.inference import metrics
-from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from npvae.training.trainer import CHECKPOINT_KIND, Trainer, param_arrays, restore_params
+from npvae.training.checkpoint import (
+    CHECKPOINT_KIND,
+    CheckpointError,
+    load_checkpoint,
+    param_arrays,
+    restore_params,
+    save_checkpoint,
+)
+from npvae.training.trainer import Trainer
 
 __all__ = ["VAE"]
 

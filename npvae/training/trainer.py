@@ -34,17 +34,18 @@ from npvae.core import checks as chk
 from npvae.core.optim import SGD, Adam
 from npvae.inference.metrics import elbo_terms
 from npvae.training.checkpoint import (
+    CHECKPOINT_KIND,
     CheckpointError,
-    check_shapes,
     load_checkpoint,
+    param_arrays,
+    restore_params,
     save_checkpoint,
 )
 from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
-           "lr_factor", "thread_limits", "CHECKPOINT_KIND"]
+           "lr_factor", "thread_limits"]
 
-CHECKPOINT_KIND = "npvae.VAE"
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 LR_SCHEDULES = (None, "cosine", "step", "exponential")
 # constructor arguments that change the parameter layout or the noise shape
@@ -129,21 +130,6 @@ def _choice(value, argname, choices):
         raise ValueError(f"{argname} must be one of {', '.join(map(repr, choices))}, "
                          f"got {value!r}")
     return value
-
-
-def param_arrays(model):
-    """``{"params/<name>": array}`` for every named parameter (views, not copies)."""
-    return {f"params/{name}": v for name, v in model.named_parameters().items()}
-
-
-def restore_params(model, arrays, path=None):
-    """Copy ``params/<name>`` arrays into ``model``, raising CheckpointError on any mismatch."""
-    expected = {f"params/{n}": s for n, s in model.params.shapes.items()}
-    check_shapes(arrays, expected, path=path)
-    extra = sorted(k for k in arrays if k.startswith("params/") and k not in expected)
-    if extra:
-        raise CheckpointError(f"{path}: checkpoint has parameters the model lacks: {extra}")
-    model.params.load({k[7:]: arrays[k] for k in expected})
 
 
 class Trainer:
@@ -304,11 +290,9 @@ class Trainer:
                              "(X_val, y_val)")
         if reinit or m.params is None:
             m.build(x0.shape[1])
-        X = m._check_x(x0, "X")
-        y = m._check_y(y, X.shape[0], "y")
+        X, y = m.check_input(x0, y, x_name="X")
         if val is not None:
-            xv = m._check_x(val[0], "X_val")
-            val = (xv, m._check_y(val[1], xv.shape[0], "y_val"))
+            val = m.check_input(val[0], val[1], x_name="X_val", y_name="y_val")
         if self.binarize and (X.min() < 0 or X.max() > 1):
             raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
         self._reset()
