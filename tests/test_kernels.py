@@ -124,7 +124,8 @@ def test_kernels_without_numpys_exp_loop(dtype, n, monkeypatch):
     from npvae.kernels import _numba
     from npvae.plumbing.ufunc_loop import NO_LOOP
 
-    assert _numba._exp_loop(dtype) != NO_LOOP  # else the tests above cover only the fallback
+    if _numba._exp_loop(dtype) == NO_LOOP:  # NPVAE_PLUMBING=0: every test above is the fallback
+        pytest.skip("NumPy's exp loop is off (npvae.plumbing.capabilities())")
     monkeypatch.setattr(_numba, "_exp_loop", lambda dtype: NO_LOOP)
     test_sample_kl_and_backward.hypothesis.inner_test(dtype, n, 20, 2, 7)
     test_bernoulli_nll.hypothesis.inner_test(dtype, n, 784, 1, 7, 30.0)

@@ -30,14 +30,22 @@ from __future__ import annotations
 import os
 import threading
 
+import numba
 import numpy as np
 from numba import njit, prange
 
+from npvae.kernels import _reference
 from npvae.kernels import activations as _acts
-from npvae.plumbing.fpmode import AVAILABLE as FTZ
-from npvae.plumbing.fpmode import flush_to_zero, restore_fp_mode
-from npvae.plumbing.gemm import matmul, thread_count  # noqa: F401 (matmul: a kernel here)
-from npvae.plumbing.ufunc_loop import call_unary, unary_loop
+from npvae.plumbing import probe as _probe
+
+# The platform plumbing the kernels compile with, or plain stand-ins for the pieces that
+# are off or failed their self-test (npvae.plumbing.probe); kernels compiled with
+# stand-ins are cached apart (the call at the end of this module).
+_parts = _probe.kernel_parts()
+FTZ, flush_to_zero, restore_fp_mode = _parts.ftz, _parts.flush_to_zero, _parts.restore_fp_mode
+call_unary, unary_loop = _parts.call_unary, _parts.unary_loop
+matmul = _parts.matmul or _reference.matmul  # a kernel: the split GEMM, or np.dot
+thread_count = _parts.thread_count or numba.get_num_threads
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
 _OPTS = dict(cache=_CACHE, nogil=True, error_model="numpy")
@@ -588,3 +596,6 @@ def sum_squares(g):
         gi = np.float64(g[i])
         total += gi * gi
     return total
+
+
+_probe.separate_cache(globals(), _parts.tag)  # stand-ins compiled in: a cache of their own
