@@ -363,7 +363,7 @@ def info(args, callbacks=()):
         return 0
     c = model.config()
     lines = [f"checkpoint   {ckpt} ({res['size_bytes'] / 1e6:.1f} MB)",
-             f"model        VAE, latent dim {c['latent_dim']}, {c['likelihood']} likelihood, "
+             f"model        VAE, latent dim {c['latent_dim']}, {model.likelihood.name} likelihood, "
              f"{c['activation']}, beta {c['beta']:g}, L={c['n_samples']}, free bits "
              f"{c['free_bits']:g}, {c['dtype']}"
              + (f", conditional on {c['cond_dim']} classes" if c["cond_dim"] else ""),

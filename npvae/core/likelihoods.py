@@ -36,6 +36,7 @@ class Likelihood:
     are read from there)."""
 
     name = ""
+    options = ()  # the constructor's keyword arguments, which config() returns
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -61,8 +62,14 @@ class Likelihood:
         pass
 
     def config(self):
-        """JSON-serialisable arguments that rebuild this likelihood."""
+        """JSON-serialisable constructor arguments that rebuild this likelihood (one per
+        name in :attr:`options`)."""
         return {}
+
+    def spec(self):
+        """``{"name": ..., **config()}``: what a checkpoint stores, and what
+        :func:`get_likelihood` rebuilds the likelihood from."""
+        return {"name": self.name, **self.config()}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -119,6 +126,8 @@ class _Gaussian(Likelihood):
         -\log p(x|m) = \tfrac12(\log 2\pi + v + (x - m)^2 e^{-v}), \quad
         \partial_m = (m - x) e^{-v}, \quad \partial_v = \tfrac12 (1 - (x - m)^2 e^{-v})
     """
+
+    options = ("variance",)
 
     def __init__(self, variance=1.0):
         variance = float(variance)
@@ -190,14 +199,28 @@ class GaussianDiagonal(GaussianScalar):
         return {"likelihood.logvar": (int(dim),)}
 
 
-def get_likelihood(spec, **kwargs):
+def get_likelihood(spec, defaults=None, **options):
     """Return a :class:`Likelihood` from a name (``"bernoulli"``, ``"gaussian"``,
-    ``"gaussian-scalar"``, ``"gaussian-diag"``) or an instance."""
+    ``"gaussian-scalar"``, ``"gaussian-diag"``) with constructor ``options``, a spec as
+    :meth:`Likelihood.spec` writes it (``{"name": "gaussian", "variance": 0.5}``) or an
+    instance.
+
+    ``defaults`` are options given to the likelihoods that take them (in their ``options``)
+    and left out for the others: ``VAEModel(variance=...)`` passes its ``variance`` so."""
     if isinstance(spec, Likelihood):
         return spec
-    if isinstance(spec, str) and spec.lower() in LIKELIHOODS:
-        return LIKELIHOODS[spec.lower()](**kwargs)
-    raise ValueError(
-        f"unknown likelihood {spec!r}; choose one of {', '.join(LIKELIHOODS)} "
-        "or pass an npvae.core.likelihoods.Likelihood instance"
-    )
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        spec, options = spec["name"], {**{k: v for k, v in spec.items() if k != "name"},
+                                       **options}
+    cls = LIKELIHOODS.get(spec.lower()) if isinstance(spec, str) else None
+    if cls is None:
+        raise ValueError(
+            f"unknown likelihood {spec!r}; choose one of {', '.join(LIKELIHOODS)} "
+            "or pass an npvae.core.likelihoods.Likelihood instance"
+        )
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        raise ValueError(f"likelihood {cls.name!r} takes no {', '.join(unknown)} (its options: "
+                         f"{', '.join(cls.options) or 'none'})")
+    kept = {k: v for k, v in (defaults or {}).items() if k in cls.options}
+    return cls(**{**kept, **options})

@@ -52,11 +52,13 @@ class VAEModel:
         Override ``hidden`` for one network.
     activation : str or Activation, default "relu"
         Hidden-layer activation.
-    likelihood : str or Likelihood, default "bernoulli"
+    likelihood : str, dict or Likelihood, default "bernoulli"
         ``"bernoulli"`` (decoder emits logits), ``"gaussian"`` (fixed variance),
-        ``"gaussian-scalar"`` or ``"gaussian-diag"`` (learned variance).
+        ``"gaussian-scalar"`` or ``"gaussian-diag"`` (learned variance); or a spec with its
+        options, ``{"name": "gaussian", "variance": 0.5}``, as :meth:`config` writes it.
     variance : float, default 1.0
-        Fixed (or initial) variance of a Gaussian likelihood.
+        Fixed (or initial) variance of a Gaussian likelihood given by name (a spec's or an
+        instance's own value wins).
     beta : float, default 1.0
         Weight of the KL term (beta-VAE).
     n_samples : int, default 1
@@ -86,11 +88,7 @@ class VAEModel:
             tuple(reversed(self.hidden)) if decoder_hidden is None else decoder_hidden,
             "decoder_hidden")
         self.activation = activation
-        if isinstance(likelihood, str):
-            self.likelihood = get_likelihood(
-                likelihood, **({} if likelihood.lower() == "bernoulli" else {"variance": variance}))
-        else:
-            self.likelihood = get_likelihood(likelihood)
+        self.likelihood = get_likelihood(likelihood, defaults={"variance": variance})
         self.beta = chk.nonnegative_float(beta, "beta")
         self.n_samples = chk.positive_int(n_samples, "n_samples")
         self.free_bits = chk.nonnegative_float(free_bits, "free_bits")
@@ -418,8 +416,7 @@ class VAEModel:
             "encoder_hidden": list(self.encoder_hidden),
             "decoder_hidden": list(self.decoder_hidden),
             "activation": act if isinstance(act, str) else {"name": act.name, "param": act.param},
-            "likelihood": self.likelihood.name,
-            "variance": getattr(self.likelihood, "variance", 1.0),
+            "likelihood": self.likelihood.spec(),  # the likelihood's own settings
             "beta": self.beta, "n_samples": self.n_samples, "free_bits": self.free_bits,
             "cond_dim": self.cond_dim, "dtype": self.dtype.name, "init": self.init,
             "seed": self.seed,

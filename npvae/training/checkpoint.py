@@ -9,6 +9,10 @@ A model's arrays are ``params/<name>`` for every named parameter (see
 ``VAEModel.named_parameters``); a training checkpoint adds ``optim/...`` (the optimizer's
 state) and ``train/best_params``. Its config is ``VAEModel.config()`` plus ``history`` and,
 for a training checkpoint, ``training``.
+
+The likelihood is stored as the likelihood writes it (``Likelihood.spec()``:
+``{"name": "gaussian", "variance": 0.5}``). Checkpoints written before that hold its name
+and a separate ``variance``; ``VAEModel(**config)`` reads both forms.
 """
 
 from npvae.training.archive import (
@@ -23,7 +27,8 @@ from npvae.training.archive import (
 
 __all__ = [
     "CHECKPOINT_KIND", "CheckpointError", "FORMAT_NAME", "FORMAT_VERSION", "META_KEY",
-    "check_shapes", "load_checkpoint", "param_arrays", "restore_params", "save_checkpoint",
+    "check_shapes", "likelihood_name", "load_checkpoint", "param_arrays", "restore_params",
+    "save_checkpoint",
 ]
 
 CHECKPOINT_KIND = "npvae.VAE"  # the kind of every model checkpoint (saved model or training)
@@ -42,3 +47,10 @@ def restore_params(model, arrays, path=None):
     if extra:
         raise CheckpointError(f"{path}: checkpoint has parameters the model lacks: {extra}")
     model.params.load({k[7:]: arrays[k] for k in expected})
+
+
+def likelihood_name(config):
+    """The likelihood's name in a model config of either form (a spec, or an older
+    checkpoint's plain name)."""
+    lik = config.get("likelihood")
+    return lik.get("name") if isinstance(lik, dict) else lik

@@ -36,6 +36,7 @@ from npvae.inference.metrics import elbo_terms
 from npvae.training.checkpoint import (
     CHECKPOINT_KIND,
     CheckpointError,
+    likelihood_name,
     load_checkpoint,
     param_arrays,
     restore_params,
@@ -243,6 +244,7 @@ class Trainer:
             raise CheckpointError(f"{path} holds a saved model without training state, so "
                                   "it cannot be resumed; load it with VAE.load instead")
         mine = self.model.config()
+        mine["likelihood"], config["likelihood"] = likelihood_name(mine), likelihood_name(config)
         diff = [f"{k}: checkpoint {config.get(k)!r}, model {mine[k]!r}"
                 for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
         if diff:
