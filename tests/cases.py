@@ -6,44 +6,33 @@ below are read from the registries (``npvae.core.activations.ACTIVATIONS``,
 ``npvae.core.likelihoods.LIKELIHOODS``), not copied.
 """
 
-from npvae.core.activations import (
-    ACTIVATIONS as ACTIVATION_REGISTRY,
-)
-from npvae.core.activations import (
-    ELU,
-    GELU,
-    Identity,
-    LeakyReLU,
-    ReLU,
-    Sigmoid,
-    SiLU,
-    Softplus,
-    Tanh,
-)
+from npvae.core import activations as act
 from npvae.core.likelihoods import LIKELIHOODS as LIKELIHOOD_REGISTRY
 from npvae.core.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, GaussianScalar
 
 ACTIVATION_CASES = {
-    Identity: [Identity()],
-    ReLU: [ReLU()],
-    LeakyReLU: [LeakyReLU(0.01), LeakyReLU(0.3), LeakyReLU(2.0)],
-    ELU: [ELU(1.0), ELU(0.5)],
-    Tanh: [Tanh()],
-    Sigmoid: [Sigmoid()],
-    Softplus: [Softplus()],
-    SiLU: [SiLU()],
-    GELU: [GELU()],
+    act.Identity: [act.Identity()],
+    act.ReLU: [act.ReLU()],
+    act.LeakyReLU: [act.LeakyReLU(0.01), act.LeakyReLU(0.3), act.LeakyReLU(2.0)],
+    act.ELU: [act.ELU(1.0), act.ELU(0.5)],
+    act.Tanh: [act.Tanh()],
+    act.Sigmoid: [act.Sigmoid()],
+    act.Softplus: [act.Softplus()],
+    act.SiLU: [act.SiLU()],
+    act.GELU: [act.GELU()],
 }
 ACTIVATIONS = [a for cases in ACTIVATION_CASES.values() for a in cases]
-KINKED = (ReLU, LeakyReLU)  # finite differences are only valid away from a = 0
-NOT_TWICE_DIFFERENTIABLE = (ReLU, LeakyReLU, ELU)  # at a = 0 (ELU: f'' jumps even at alpha 1)
+KINKED = (act.ReLU, act.LeakyReLU)  # finite differences are only valid away from a = 0
+# not twice differentiable at a = 0 (ELU: f'' jumps even at alpha 1)
+NOT_TWICE_DIFFERENTIABLE = (act.ReLU, act.LeakyReLU, act.ELU)
 
 
-def is_kinked(act):
+def is_kinked(a):
     """Not differentiable at a = 0: the ReLU family, and ELU unless alpha = 1."""
-    return isinstance(act, KINKED) or (isinstance(act, ELU) and act.param != 1.0)
+    return isinstance(a, KINKED) or (isinstance(a, act.ELU) and a.param != 1.0)
 
 
+ACTIVATION_REGISTRY = act.ACTIVATIONS
 ACTIVATION_NAMES = list(ACTIVATION_REGISTRY)
 # differentiable everywhere with their default parameter
 DIFFERENTIABLE_NAMES = [name for name, cls in ACTIVATION_REGISTRY.items()

@@ -19,10 +19,12 @@ into the one flat buffer ``model.params.grad``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 import numpy as np
 
 from npvae.core import checks as chk
+from npvae.core import workspace
 from npvae.core.layers import MLP
 from npvae.core.likelihoods import get_likelihood
 from npvae.core.params import ParamBuffer
@@ -136,7 +138,8 @@ class VAEModel:
         self.decoder.initialize(init_rng, self.init)
         self.likelihood.initialize()
         self.rng = np.random.default_rng([self.seed, 1])  # the model's own noise stream
-        self._workspaces = OrderedDict()
+        self._workspaces = workspace.Workspaces(partial(workspace.buffers, self),
+                                                _MAX_WORKSPACES)
         return self
 
     def _require_built(self):
@@ -196,27 +199,10 @@ class VAEModel:
         return y
 
     # ------------------------------------------------------------------------ workspace
-    def _workspace(self, n):
-        ws = self._workspaces.get(n)
-        if ws is not None:
-            self._workspaces.move_to_end(n)
-            return ws
-        L, z, c, d, dt = self.n_samples, self.latent_dim, self.cond_dim, self.input_dim, self.dtype
-        ws = {
-            "enc_in": np.empty((n, d + c), dt) if c else None,
-            "enc": self.encoder.workspace(n, dt),
-            "noise": np.empty((L, n, z), dt),
-            "dec_in": np.empty((L * n, z + c), dt),
-            "dec": self.decoder.workspace(L * n, dt),
-            "dout": np.empty((L * n, d), dt),
-            "dh": np.empty((n, 2 * z), dt),
-            "kl_col": np.empty(z, dt),
-            "w": np.empty(z, dt),
-        }
-        self._workspaces[n] = ws
-        if len(self._workspaces) > _MAX_WORKSPACES:
-            self._workspaces.popitem(last=False)
-        return ws
+    def _workspace(self, key):
+        """The buffers for ``key``: a batch size ``n`` (:meth:`loss_and_grad`) or
+        ``("infer", n)`` (:meth:`reconstruct_mean`); see :mod:`npvae.core.workspace`."""
+        return self._workspaces(key)
 
     # --------------------------------------------------------------------- loss and grad
     def loss_and_grad(self, x, y=None, *, noise=None, rng=None, beta=None, free_bits=None,
@@ -385,16 +371,7 @@ class VAEModel:
             x = chk.as_data(x, self.dtype, "x", dim=self.input_dim)
         n, z = x.shape[0], self.latent_dim
         y = self._check_y(y, n)
-        key = ("infer", n)
-        ws = self._workspaces.get(key)
-        if ws is None:
-            ws = {"enc_in": np.empty((n, self.input_dim + self.cond_dim), self.dtype),
-                  "enc": self.encoder.workspace(n, self.dtype),
-                  "dec_in": np.empty((n, z + self.cond_dim), self.dtype),
-                  "dec": self.decoder.workspace(n, self.dtype)}
-            self._workspaces[key] = ws
-            if len(self._workspaces) > _MAX_WORKSPACES:
-                self._workspaces.popitem(last=False)
+        ws = self._workspace(("infer", n))
         enc_in = x
         if y is not None:
             enc_in = ws["enc_in"]

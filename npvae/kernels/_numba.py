@@ -479,29 +479,41 @@ def gaussian_nll_rows(mean, x, logvar, row_scale, dmean, dlogvar, nll):
 
 
 # ----------------------------------------------------------------------------- optimizers
+@inline
+def _adam_constants(p, lr, beta1, beta2, eps, bc1, bc2, weight_decay):
+    """The update's constants in ``p``'s dtype, for :func:`_adam_update`."""
+    dt = p.dtype.type
+    c2, half = dt(1.0 - beta2), dt(0.5)
+    tiny = dt(TINY32) if p.itemsize == 4 else dt(TINY64)
+    gfloor = (tiny / c2) ** half if c2 > dt(0) else tiny  # flush: see the reference
+    return (dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2), dt(beta1), dt(beta2),
+            dt(1.0 - beta1), c2, dt(eps), half, dt(0), tiny, gfloor)
+
+
+@inline
+def _adam_update(pi, gi, mi, vi, k):
+    """One parameter's Adam update (the reference's math, flushed as it is): returns the
+    new ``(p, m, v)``. ``k`` is :func:`_adam_constants`."""
+    decay, step, inv_bc2, b1, b2, c1, c2, e, half, zero, tiny, gfloor = k
+    gi = gi if abs(gi) >= gfloor else zero
+    mi = b1 * mi + c1 * gi
+    vi = b2 * vi + c2 * gi * gi
+    if not FTZ:  # else m and v below tiny become 0 in hardware: see flush_to_zero
+        mi = mi if abs(mi) >= tiny else zero
+        vi = vi if vi >= tiny else zero
+    return pi * decay - step * mi / ((vi * inv_bc2) ** half + e), mi, vi
+
+
 @njit(**_OPTS)
 def _adam_range(p, g, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
-    dt = p.dtype.type
-    decay, step, inv_bc2 = dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2)
-    b1, b2, c1, c2 = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2)
-    e, gs, half, zero = dt(eps), dt(gscale), dt(0.5), dt(0)
-    tiny = dt(TINY32) if p.itemsize == 4 else dt(TINY64)
-    gfloor = (tiny / c2) ** half if c2 > zero else tiny
+    k = _adam_constants(p, lr, beta1, beta2, eps, bc1, bc2, weight_decay)
+    gs = p.dtype.type(gscale)
     # views, so that indices start at 0: a loop over range(lo, hi) could index with a
     # negative number, and Numba's wrap-around check then blocks vectorisation (14x)
     p, g, m, v = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
-    mode = flush_to_zero()  # m and v below tiny become 0 in hardware: see _fpmode
+    mode = flush_to_zero()  # for the length of the loop, on this thread (plumbing.fpmode)
     for i in range(p.shape[0]):
-        gi = gs * g[i]
-        gi = gi if abs(gi) >= gfloor else zero  # flush: see the reference
-        mi = b1 * m[i] + c1 * gi
-        vi = b2 * v[i] + c2 * gi * gi
-        if not FTZ:
-            mi = mi if abs(mi) >= tiny else zero
-            vi = vi if vi >= tiny else zero
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] * decay - step * mi / ((vi * inv_bc2) ** half + e)
+        p[i], m[i], v[i] = _adam_update(p[i], gs * g[i], m[i], v[i], k)
     restore_fp_mode(mode)
 
 
@@ -526,12 +538,8 @@ def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale)
 @njit(**_OPTS)
 def _adam_outer_rows(w, x, delta, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2,
                      weight_decay):
-    dt = w.dtype.type
-    decay, step, inv_bc2 = dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2)
-    b1, b2, c1, c2 = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2)
-    e, half, zero = dt(eps), dt(0.5), dt(0)
-    tiny = dt(TINY32) if w.itemsize == 4 else dt(TINY64)
-    gfloor = (tiny / c2) ** half if c2 > zero else tiny
+    k = _adam_constants(w, lr, beta1, beta2, eps, bc1, bc2, weight_decay)
+    zero = w.dtype.type(0)
     n = x.shape[0]
     n_out = delta.shape[1]
     w, x, m, v = w[lo:hi], x[:, lo:hi], m[lo:hi], v[lo:hi]  # indices from 0: see _adam_range
@@ -545,16 +553,7 @@ def _adam_outer_rows(w, x, delta, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2,
             for j in range(n_out):
                 grow[j] += xri * delta[r, j]
         for j in range(n_out):
-            gi = grow[j]
-            gi = gi if abs(gi) >= gfloor else zero
-            mi = b1 * m[i, j] + c1 * gi
-            vi = b2 * v[i, j] + c2 * gi * gi
-            if not FTZ:
-                mi = mi if abs(mi) >= tiny else zero
-                vi = vi if vi >= tiny else zero
-            m[i, j] = mi
-            v[i, j] = vi
-            w[i, j] = w[i, j] * decay - step * mi / ((vi * inv_bc2) ** half + e)
+            w[i, j], m[i, j], v[i, j] = _adam_update(w[i, j], grow[j], m[i, j], v[i, j], k)
     restore_fp_mode(mode)
 
 
