@@ -71,19 +71,6 @@ def _train_options(args):
     return {**TRAIN_DEFAULTS, **saved, **given}, run_dir, True
 
 
-def _prepare_run_dir(args, opts):
-    if args.out is None:
-        return runs.new_run_dir("runs", opts["dataset"])
-    out = args.out
-    if os.path.exists(os.path.join(out, CHECKPOINT)):
-        raise CLIError(f"{out} already holds a run; continue it with `npvae train --resume "
-                       f"{out}` or pass another --out")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CLIError(f"--out {out} is a file; pass a folder")
-    os.makedirs(out, exist_ok=True)
-    return out
-
-
 def _build_model(opts, input_dim, cond_dim):
     from npvae.training.estimator import VAE
     try:
@@ -93,15 +80,6 @@ def _build_model(opts, input_dim, cond_dim):
                    cond_dim=cond_dim, seed=opts["seed"])
     except (TypeError, ValueError) as exc:
         raise CLIError(" ".join(str(exc).split())) from exc
-
-
-def _dataset_info(ds, x_test, classes):
-    return {"name": ds.name, "n_train": len(ds.x_train), "n_test": len(x_test),
-            "n_features": int(ds.x_train.shape[1]),
-            "image_shape": list(ds.image_shape) if ds.image_shape else None,
-            "label_names": list(ds.label_names) if ds.label_names else None,
-            "has_labels": ds.y_train is not None,
-            "classes": classes[1] if classes else None}
 
 
 def train(args, callbacks=()):
@@ -118,11 +96,11 @@ def train(args, callbacks=()):
     y_test = runs.one_hot(ds.y_test, cond) if classes else None
     model = _build_model(opts, ds.x_train.shape[1], cond)
     if run_dir is None:
-        run_dir = _prepare_run_dir(args, opts)
+        run_dir = runs.prepare_run_dir(args.out, opts["dataset"])
     ckpt = os.path.join(run_dir, CHECKPOINT)
     config = {"command": "npvae train", "options": opts,
               "model": {**model.config(), "backend": model.backend},
-              "dataset": _dataset_info(ds, x_test, classes), "versions": runs.versions(),
+              "dataset": runs.dataset_info(ds, x_test, classes), "versions": runs.versions(),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": None}
     if resuming:  # config.json is rewritten once the resumed fit accepted the options
         config["created"] = runs.read_run_config(run_dir).get("created", config["created"])

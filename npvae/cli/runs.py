@@ -45,6 +45,30 @@ def new_run_dir(root, dataset):
     raise CLIError(f"could not create a new run folder in {root}; pass --out DIR")
 
 
+def prepare_run_dir(out, dataset):
+    """The folder of a new run: ``out`` (created; an error if it holds a run already), or
+    a new dated folder under ``runs/``."""
+    if out is None:
+        return new_run_dir("runs", dataset)
+    if os.path.exists(os.path.join(out, CHECKPOINT)):
+        raise CLIError(f"{out} already holds a run; continue it with `npvae train --resume "
+                       f"{out}` or pass another --out")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"--out {out} is a file; pass a folder")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def dataset_info(ds, x_test, classes):
+    """What a run's config.json says about its data."""
+    return {"name": ds.name, "n_train": len(ds.x_train), "n_test": len(x_test),
+            "n_features": int(ds.x_train.shape[1]),
+            "image_shape": list(ds.image_shape) if ds.image_shape else None,
+            "label_names": list(ds.label_names) if ds.label_names else None,
+            "has_labels": ds.y_train is not None,
+            "classes": classes[1] if classes else None}
+
+
 def resolve_checkpoint(arg):
     """``(checkpoint_path, run_dir or None)`` for a run folder or a ``.npz`` path."""
     path = os.fspath(arg)

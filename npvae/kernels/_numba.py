@@ -24,172 +24,38 @@ temporaries. How the loops are kept fast:
 Compilation is lazy (nothing compiles at import) and cached on disk unless
 ``NPVAE_NUMBA_CACHE=0``.
 """
-
 from __future__ import annotations
 
-import os
 import threading
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from npvae.kernels import _reference
-from npvae.kernels import activations as _acts
-from npvae.plumbing import probe as _probe
-
-# The platform plumbing the kernels compile with, or plain stand-ins for the pieces that
-# are off or failed their self-test (npvae.plumbing.probe); kernels compiled with
-# stand-ins are cached apart (the call at the end of this module).
-_parts = _probe.kernel_parts()
-FTZ, flush_to_zero, restore_fp_mode = _parts.ftz, _parts.flush_to_zero, _parts.restore_fp_mode
-call_unary, unary_loop = _parts.call_unary, _parts.unary_loop
-matmul = _parts.matmul or _reference.matmul  # a kernel: the split GEMM, or np.dot
-thread_count = _parts.thread_count or numba.get_num_threads
-
-_CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
-_OPTS = dict(cache=_CACHE, nogil=True, error_model="numpy")
-_REDUCE = dict(_OPTS, fastmath={"reassoc", "nsz"})
-inline = njit(cache=_CACHE, inline="always", error_model="numpy")
-
-LOG_2PI = float(np.log(2 * np.pi))
-# Smallest normal numbers and -log of them, by itemsize: see _reference.flush_limits.
-TINY32, TINY64 = float(np.finfo(np.float32).tiny), float(np.finfo(np.float64).tiny)
-CUT32, CUT64 = -float(np.log(TINY32)), -float(np.log(TINY64))
-PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats a thread launch
-
-
-# The activation codes, read from the registry (npvae.kernels.activations). Every code
-# there needs a branch in _act and _dact; a code without one raises (tests/test_registry.py
-# compares every registered activation's kernels with its definition).
-_IDENTITY, _RELU, _LEAKY_RELU, _ELU, _TANH, _SIGMOID, _SOFTPLUS, _SILU, _GELU = (
-    _acts.ACTIVATIONS[name].code for name in (
-        "identity", "relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "silu", "gelu"))
-_GELU_C, _GELU_K = _acts.GELU_C, _acts.GELU_K
-
-
-@inline
-def _sigmoid1(a, zero, one):
-    """sigmoid(a) of one value, without overflow."""
-    if a >= zero:
-        return one / (one + np.exp(-a))
-    e = np.exp(a)
-    return e / (one + e)
-
-
-@inline
-def _gelu_tanh(a):
-    dt = type(a)
-    return np.tanh(dt(_GELU_C) * (a + dt(_GELU_K) * a * a * a))
-
-
-@inline
-def _act(a, code, param, zero, one):
-    if code == _RELU:
-        return a if a > zero else zero
-    if code == _IDENTITY:
-        return a
-    if code == _LEAKY_RELU:
-        return a if a > zero else param * a
-    if code == _ELU:
-        return a if a > zero else param * np.expm1(a)
-    if code == _TANH:
-        return np.tanh(a)
-    if code == _SIGMOID:
-        return _sigmoid1(a, zero, one)
-    if code == _SOFTPLUS:
-        return max(a, zero) + np.log1p(np.exp(-abs(a)))
-    if code == _SILU:
-        return a * _sigmoid1(a, zero, one)
-    if code == _GELU:
-        return type(a)(0.5) * a * (one + _gelu_tanh(a))
-    raise ValueError("bias_act: unknown activation code (see npvae.kernels.activations)")
-
-
-@inline
-def _dact(t, code, param, zero, one):
-    """f'(a) from t: the output y, or the pre-activation a for an activation that needs it."""
-    if code == _RELU:
-        return one if t > zero else zero
-    if code == _IDENTITY:
-        return one
-    if code == _LEAKY_RELU:
-        return one if t > zero else param
-    if code == _ELU:
-        return one if t > zero else t + param
-    if code == _TANH:
-        return one - t * t
-    if code == _SIGMOID:
-        return t * (one - t)
-    if code == _SOFTPLUS:
-        return -np.expm1(-t)
-    if code == _SILU:
-        sg = _sigmoid1(t, zero, one)
-        return sg * (one + t * (one - sg))
-    if code == _GELU:
-        dt, th = type(t), _gelu_tanh(t)
-        half = dt(0.5)
-        return half * (one + th) + half * t * (one - th * th) * dt(_GELU_C) * (
-            one + dt(3 * _GELU_K) * t * t)
-    raise ValueError("act_backward: unknown activation code (see npvae.kernels.activations)")
-
-
-# ----------------------------------------------------------------------------- dense layers
-@njit(**_OPTS)
-def bias_act(y, b, code, param):
-    dt = y.dtype.type
-    zero, one, prm = dt(0), dt(1), dt(param)
-    n, h = y.shape
-    if code == _RELU:  # ReLU and identity, the common cases, without the switch in the loop
-        for i in range(n):
-            for j in range(h):
-                a = y[i, j] + b[j]
-                y[i, j] = a if a > zero else zero
-    elif code == _IDENTITY:
-        for i in range(n):
-            for j in range(h):
-                y[i, j] += b[j]
-    else:
-        for i in range(n):
-            for j in range(h):
-                y[i, j] = _act(y[i, j] + b[j], code, prm, zero, one)
-
-
-@njit(**_OPTS)
-def bias_act_pre(y, b, code, param, pre):
-    dt = y.dtype.type
-    zero, one, prm = dt(0), dt(1), dt(param)
-    n, h = y.shape
-    for i in range(n):
-        for j in range(h):
-            a = y[i, j] + b[j]
-            pre[i, j] = a
-            y[i, j] = _act(a, code, prm, zero, one)
-
-
-@njit(**_OPTS)
-def act_backward(dy, y, code, param, db):
-    dt = dy.dtype.type
-    zero, one, prm = dt(0), dt(1), dt(param)
-    n, h = dy.shape
-    for j in range(h):
-        db[j] = zero
-    if code == _RELU:
-        for i in range(n):
-            for j in range(h):
-                g = dy[i, j] if y[i, j] > zero else zero
-                dy[i, j] = g
-                db[j] += g
-    elif code == _IDENTITY:
-        for i in range(n):
-            for j in range(h):
-                db[j] += dy[i, j]
-    else:
-        for i in range(n):
-            for j in range(h):
-                g = dy[i, j] * _dact(y[i, j], code, prm, zero, one)
-                dy[i, j] = g
-                db[j] += g
+from npvae.kernels._jit import (  # noqa: F401 (FTZ, PARALLEL_MIN, matmul: read from here)
+    _OPTS,
+    _REDUCE,
+    CUT32,
+    CUT64,
+    FTZ,
+    LOG_2PI,
+    PARALLEL_MIN,
+    _parts,
+    _probe,
+    call_unary,
+    inline,
+    matmul,
+    unary_loop,
+)
+from npvae.kernels._numba_dense import act_backward, bias_act, bias_act_pre  # noqa: F401
+from npvae.kernels._numba_optim import (  # noqa: F401 (kernels; the twins, for the tests)
+    _adam_outer_parallel,
+    _adam_parallel,
+    _adam_range,
+    adam_step,
+    adam_step_outer,
+    sgd_step,
+    sum_squares,
+)
 
 
 # ------------------------------------------------------------------------------------ exp
@@ -476,125 +342,6 @@ def gaussian_nll_rows(mean, x, logvar, row_scale, dmean, dlogvar, nll):
         dlogvar[j] = 0
     for r in range(mean.shape[0]):
         nll[r] = _gaussian_row(mean, x[r % n], logvar, dt(row_scale[r]), dmean, dlogvar, r)
-
-
-# ----------------------------------------------------------------------------- optimizers
-@inline
-def _adam_constants(p, lr, beta1, beta2, eps, bc1, bc2, weight_decay):
-    """The update's constants in ``p``'s dtype, for :func:`_adam_update`."""
-    dt = p.dtype.type
-    c2, half = dt(1.0 - beta2), dt(0.5)
-    tiny = dt(TINY32) if p.itemsize == 4 else dt(TINY64)
-    gfloor = (tiny / c2) ** half if c2 > dt(0) else tiny  # flush: see the reference
-    return (dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2), dt(beta1), dt(beta2),
-            dt(1.0 - beta1), c2, dt(eps), half, dt(0), tiny, gfloor)
-
-
-@inline
-def _adam_update(pi, gi, mi, vi, k):
-    """One parameter's Adam update (the reference's math, flushed as it is): returns the
-    new ``(p, m, v)``. ``k`` is :func:`_adam_constants`."""
-    decay, step, inv_bc2, b1, b2, c1, c2, e, half, zero, tiny, gfloor = k
-    gi = gi if abs(gi) >= gfloor else zero
-    mi = b1 * mi + c1 * gi
-    vi = b2 * vi + c2 * gi * gi
-    if not FTZ:  # else m and v below tiny become 0 in hardware: see flush_to_zero
-        mi = mi if abs(mi) >= tiny else zero
-        vi = vi if vi >= tiny else zero
-    return pi * decay - step * mi / ((vi * inv_bc2) ** half + e), mi, vi
-
-
-@njit(**_OPTS)
-def _adam_range(p, g, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
-    k = _adam_constants(p, lr, beta1, beta2, eps, bc1, bc2, weight_decay)
-    gs = p.dtype.type(gscale)
-    # views, so that indices start at 0: a loop over range(lo, hi) could index with a
-    # negative number, and Numba's wrap-around check then blocks vectorisation (14x)
-    p, g, m, v = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
-    mode = flush_to_zero()  # for the length of the loop, on this thread (plumbing.fpmode)
-    for i in range(p.shape[0]):
-        p[i], m[i], v[i] = _adam_update(p[i], gs * g[i], m[i], v[i], k)
-    restore_fp_mode(mode)
-
-
-@njit(parallel=True, **_OPTS)
-def _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale, chunks):
-    n = p.shape[0]
-    for c in prange(chunks):  # each thread updates its own elements
-        _adam_range(p, g, m, v, c * n // chunks, (c + 1) * n // chunks, lr, beta1, beta2,
-                    eps, bc1, bc2, weight_decay, gscale)
-
-
-def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
-    threads = thread_count() if p.shape[0] >= PARALLEL_MIN else 1
-    if threads > 1:
-        _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale,
-                       4 * threads)
-    else:
-        _adam_range(p, g, m, v, 0, p.shape[0], lr, beta1, beta2, eps, bc1, bc2, weight_decay,
-                    gscale)
-
-
-@njit(**_OPTS)
-def _adam_outer_rows(w, x, delta, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2,
-                     weight_decay):
-    k = _adam_constants(w, lr, beta1, beta2, eps, bc1, bc2, weight_decay)
-    zero = w.dtype.type(0)
-    n = x.shape[0]
-    n_out = delta.shape[1]
-    w, x, m, v = w[lo:hi], x[:, lo:hi], m[lo:hi], v[lo:hi]  # indices from 0: see _adam_range
-    grow = np.empty(n_out, dtype=w.dtype)  # one row of x^T delta at a time, never all of it
-    mode = flush_to_zero()  # as in _adam_range
-    for i in range(w.shape[0]):
-        for j in range(n_out):
-            grow[j] = zero
-        for r in range(n):
-            xri = x[r, i]
-            for j in range(n_out):
-                grow[j] += xri * delta[r, j]
-        for j in range(n_out):
-            w[i, j], m[i, j], v[i, j] = _adam_update(w[i, j], grow[j], m[i, j], v[i, j], k)
-    restore_fp_mode(mode)
-
-
-@njit(parallel=True, **_OPTS)
-def _adam_outer_parallel(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay,
-                         chunks):
-    n_in = w.shape[0]
-    for c in prange(chunks):
-        _adam_outer_rows(w, x, delta, m, v, c * n_in // chunks, (c + 1) * n_in // chunks, lr,
-                         beta1, beta2, eps, bc1, bc2, weight_decay)
-
-
-def adam_step_outer(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay):
-    args = (lr, beta1, beta2, eps, bc1, bc2, weight_decay)
-    threads = thread_count() if w.size >= PARALLEL_MIN else 1
-    if threads > 1:
-        _adam_outer_parallel(w, x, delta, m, v, *args, 4 * threads)
-    else:
-        _adam_outer_rows(w, x, delta, m, v, 0, w.shape[0], *args)
-
-
-@njit(**_OPTS)
-def sgd_step(p, g, buf, lr, momentum, weight_decay, nesterov, first, gscale):
-    dt = p.dtype.type
-    step, mom, wd, gs = dt(lr), dt(momentum), dt(weight_decay), dt(gscale)
-    for i in range(p.shape[0]):
-        d = gs * g[i] + wd * p[i]
-        if momentum != 0.0:
-            b = d if first else mom * buf[i] + d
-            buf[i] = b
-            d = d + mom * b if nesterov else b
-        p[i] -= step * d
-
-
-@njit(**_REDUCE)
-def sum_squares(g):
-    total = 0.0
-    for i in range(g.shape[0]):
-        gi = np.float64(g[i])
-        total += gi * gi
-    return total
 
 
 _probe.separate_cache(globals(), _parts.tag)  # stand-ins compiled in: a cache of their own

@@ -7,25 +7,17 @@ stochastic binarisation, a fourth that is re-created every epoch so validation a
 sees the same noise, and a fifth that corrupts the encoder's input of a de-noising run
 (``corruption=...``). The same seed on the same machine gives bit-identical parameters.
 
-Resume. A checkpoint holds the parameters, the optimizer state (Adam's m, v, t), the
-RNG states, the epoch and step counters, the history and, mid-epoch, the running sums of
-the epoch. Shuffling and binarisation draw once per epoch, so the checkpoint stores their
-states *at the start of the epoch* and the noise and corruption states *now*: resuming
-redraws the same permutation and binary data, skips the steps already taken and
-continues, so a resumed run (from an epoch boundary or from a Ctrl-C mid-epoch) equals an
-uninterrupted one bit for bit, provided the same training settings (``epochs`` too when an
-lr schedule is used).
+Resume: what a checkpoint holds and how a run continues from it exactly is
+:mod:`npvae.training.resume`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import threading
 import time
-import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -33,29 +25,15 @@ from tqdm.auto import tqdm
 from npvae.core import checks as chk
 from npvae.core.optim import SGD, Adam
 from npvae.inference.metrics import elbo_terms
-from npvae.training.checkpoint import (
-    CHECKPOINT_KIND,
-    CheckpointError,
-    likelihood_name,
-    load_checkpoint,
-    param_arrays,
-    restore_params,
-    save_checkpoint,
-)
+from npvae.training import resume
+from npvae.training.checkpoint import CHECKPOINT_KIND, save_checkpoint
 from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
+from npvae.training.schedules import LR_SCHEDULES, lr_factor, thread_limits
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
            "lr_factor", "thread_limits"]
 
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
-LR_SCHEDULES = (None, "cosine", "step", "exponential")
-# constructor arguments that change the parameter layout or the noise shape
-STRUCTURE_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "activation",
-                  "likelihood", "cond_dim", "dtype", "n_samples")
-# fit arguments that must match for a resumed run to equal an uninterrupted one
-_REPLAY_KEYS = ("batch_size", "lr", "optimizer", "lr_schedule", "kl_warmup_epochs",
-                "free_bits", "clip_norm", "weight_decay", "binarize", "corruption",
-                "corruption_level")
 
 
 class TrainingDiverged(RuntimeError):
@@ -80,50 +58,6 @@ class Callback:
 
     def on_train_end(self, trainer):
         pass
-
-
-def lr_factor(schedule, step, total):
-    r"""Multiplier of the base learning rate at (0-based) ``step`` of ``total`` steps.
-
-    * ``None``: 1.
-    * ``"cosine"``: :math:`\tfrac12 (1 + \cos(\pi t / T))`, from 1 down to 0 at the end.
-    * ``"step"``: 1, then 0.1 from 50 % of the steps, then 0.01 from 75 %.
-    * ``"exponential"``: :math:`0.01^{t/T}`, smoothly down to 1 % at the end.
-    * a callable ``f(step, total) -> factor``.
-    """
-    if schedule is None:
-        return 1.0
-    if callable(schedule):
-        return float(schedule(step, total))
-    frac = step / max(total, 1)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * frac))
-    if schedule == "step":
-        return 1.0 if frac < 0.5 else (0.1 if frac < 0.75 else 0.01)
-    return 0.01 ** frac
-
-
-@contextmanager
-def thread_limits(threads):
-    """Cap BLAS threads (with threadpoolctl, if installed) and Numba threads to ``threads``
-    for the duration of the block; ``None`` changes nothing."""
-    if threads is None:
-        yield
-        return
-    with ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-            stack.enter_context(threadpool_limits(limits=threads))
-        except ImportError:  # BLAS then uses its own default (OMP_NUM_THREADS etc.)
-            pass
-        try:
-            import numba
-            old = numba.get_num_threads()
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            stack.callback(numba.set_num_threads, old)
-        except ImportError:
-            pass
-        yield
 
 
 def _choice(value, argname, choices):
@@ -209,77 +143,10 @@ class Trainer:
         self.finished = self.stop_reason = None
         self._epoch_start_states = None
 
-    def _state(self):
-        """(arrays, config) of a checkpoint of the current training state."""
-        m, opt = self.model, self.opt
-        sd = opt.state_dict()
-        arrays = dict(param_arrays(m))
-        arrays.update({f"optim/{k}": v for k, v in sd.items() if isinstance(v, np.ndarray)})
-        if self.best_params is not None:
-            arrays["train/best_params"] = self.best_params
-        if self.step_in_epoch == 0:
-            shuffle, binar = self.rng_shuffle.bit_generator.state, \
-                self.rng_binarize.bit_generator.state
-        else:
-            shuffle, binar = self._epoch_start_states
-        training = {
-            "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
-            "seed": self.seed, "settings": self._settings(), "finished": self.finished,
-            "rng": {"shuffle": shuffle, "noise": self.rng_noise.bit_generator.state,
-                    "binarize": binar, "corrupt": self.rng_corrupt.bit_generator.state},
-            "partial": dict(self.partial), "best": dict(self.best),
-            "optimizer": {k: v for k, v in sd.items() if not isinstance(v, np.ndarray)},
-        }
-        return arrays, {**m.config(), "history": self.history, "training": training}
-
     def _save(self):
         if self.checkpoint_path is not None:
-            arrays, config = self._state()
+            arrays, config = resume.checkpoint_state(self)
             save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
-
-    def _load(self, path):
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
-        tr = config.get("training")
-        if tr is None:
-            raise CheckpointError(f"{path} holds a saved model without training state, so "
-                                  "it cannot be resumed; load it with VAE.load instead")
-        mine = self.model.config()
-        mine["likelihood"], config["likelihood"] = likelihood_name(mine), likelihood_name(config)
-        diff = [f"{k}: checkpoint {config.get(k)!r}, model {mine[k]!r}"
-                for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
-        if diff:
-            raise CheckpointError(f"{path} was written by a different model; "
-                                  + "; ".join(diff))
-        restore_params(self.model, arrays, path)
-        old = tr["settings"]
-        if old["optimizer"] != self.optimizer_name:
-            raise CheckpointError(f"{path} was trained with optimizer={old['optimizer']!r}, "
-                                  f"not {self.optimizer_name!r}; pass the same optimizer")
-        if tr["step_in_epoch"] and old["batch_size"] != self.batch_size:
-            raise ValueError(f"{path} was interrupted mid-epoch with batch_size="
-                             f"{old['batch_size']}; resume with the same batch_size")
-        new = self._settings()
-        changed = [k for k in _REPLAY_KEYS if old.get(k) != new[k]]
-        if self.lr_schedule is not None and old["epochs"] != self.epochs:
-            changed.append("epochs (the lr schedule depends on it)")
-        if changed:
-            warnings.warn(f"resuming {path} with different {', '.join(changed)}; the run "
-                          "will not reproduce an uninterrupted one", stacklevel=4)
-        self.seed = int(tr["seed"])
-        self._reset()
-        state = {**tr["optimizer"], **{k[6:]: a for k, a in arrays.items()
-                                       if k.startswith("optim/")}}
-        self.opt.load_state_dict(state)
-        self.opt.clip_norm, self.opt.weight_decay = self.clip_norm, self.weight_decay
-        for name in ("shuffle", "noise", "binarize", "corrupt"):
-            if name in tr["rng"]:  # "corrupt" is absent from older checkpoints
-                getattr(self, f"rng_{name}").bit_generator.state = tr["rng"][name]
-        self.epoch, self.step = int(tr["epoch"]), int(tr["step"])
-        self.step_in_epoch = int(tr["step_in_epoch"])
-        self.partial, self.best = dict(tr["partial"]), dict(tr["best"])
-        self.best_params = arrays.get("train/best_params")
-        self.history = list(config.get("history", []))
-        self.finished = tr.get("finished")
 
     # --------------------------------------------------------------------------- fit
     def fit(self, X, y=None, validation_data=None, *, reinit=True):
@@ -299,7 +166,7 @@ class Trainer:
             raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
         self._reset()
         if self.resume and os.path.exists(self.checkpoint_path):
-            self._load(self.checkpoint_path)
+            resume.restore(self, self.checkpoint_path)
         if val is not None and self.binarize:  # binarised once, so epochs are comparable
             rb = np.random.default_rng(np.random.SeedSequence([self.seed, 0x6E70, 1]))
             val = ((rb.random(val[0].shape, dtype=m.dtype) < val[0]).astype(m.dtype), val[1])
