@@ -10,6 +10,7 @@ pieces that are derived (the CLI's choices, the warm-up) are checked to follow i
 
 import inspect
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -143,3 +144,11 @@ def test_warmup_runs_every_registered_activation(monkeypatch):
     want = {(name, cls.code) for cls in ACTIVATIONS.values()
             for name in ("bias_act_pre" if cls.needs_pre else "bias_act", "act_backward")}
     assert want <= seen
+
+
+def test_every_class_is_derived_in_math_md():
+    """docs/math.md derives every gradient: each registered class is named there."""
+    math_md = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "math.md").read_text()
+    missing = [cls.__name__ for cls in [*ACTIVATIONS.values(), *LIKELIHOODS.values()]
+               if not re.search(rf"\b{cls.__name__}\b", math_md)]
+    assert not missing, f"derive these in docs/math.md: {missing}"
