@@ -318,6 +318,12 @@ def from_code(code, param):
     return cls(param) if cls.has_param else cls()
 
 
+for _cls in (Activation, *ACTIVATIONS.values()):
+    # their public home: pickles name npvae.core.activations (as before the move), and
+    # stay loadable wherever the definitions live
+    _cls.__module__ = "npvae.core.activations"
+del _cls
+
 # every registered class, so that npvae.core.activations re-exports a new one too
 __all__ = ["Activation", "ACTIVATIONS", "BY_CODE", "get_activation", "from_code",
            *(cls.__name__ for cls in ACTIVATIONS.values())]

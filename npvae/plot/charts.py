@@ -74,6 +74,7 @@ def loss_curves(history, *, path=None):
             drawn = True
         ax.set_title(label)
         ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per example")
         ax.grid(alpha=0.3)
         if drawn:
             ax.legend()
