@@ -88,11 +88,12 @@ class Dense:
         if out is None:
             out = np.empty((x.shape[0], self.n_out), dtype=self.W.dtype)
         k.matmul(x, self.W, out)  # (N, out)
-        if self.act.needs_pre:
-            k.bias_act_pre(out, self.b, self.act.code, self.act.param,
+        act = self.act
+        if act.needs_pre:
+            k.bias_act_pre(out, self.b, act.code, act.param,
                            np.empty_like(out) if pre is None else pre)
         else:
-            k.bias_act(out, self.b, self.act.code, self.act.param)
+            k.bias_act(out, self.b, act.code, act.param)
         return out
 
     def backward(self, dy, x, y, dx=None, need_dx=True, kernels=None, defer=False, pre=None):
@@ -115,10 +116,10 @@ class Dense:
         that fuses :math:`x^\top \delta` into its update (``VAEModel.train_step`` does).
         """
         k = kernels or get_kernels()
-        t = y
-        if self.act.needs_pre:
-            t = pre if pre is not None else self._preactivation(x, k)
-        k.act_backward(dy, t, self.act.code, self.act.param, self.db)  # dy <- delta
+        act = self.act
+        if act.needs_pre:  # f'(a) from the pre-activation, not the output
+            y = pre if pre is not None else self._preactivation(x, k)
+        k.act_backward(dy, y, act.code, act.param, self.db)  # dy <- delta
         if not defer:
             k.matmul(x.T, dy, self.dW)  # (in, out)
         if not need_dx:
@@ -210,10 +211,13 @@ class MLP:
         for i in range(len(self.layers) - 1, -1, -1):
             inp = x if i == 0 else outs[i - 1]
             want = need_dx or i > 0
-            layer, delta = self.layers[i], g  # layer.backward turns g into delta, in place
-            deferred = layer in defer
-            g = layer.backward(g, inp, outs[i], grads[i] if want else None, need_dx=want,
-                               kernels=kernels, defer=deferred, pre=pres[i])
-            if deferred and isinstance(defer, dict):
-                defer[layer] = (inp, delta)
+            layer = self.layers[i]
+            if layer in defer:
+                if isinstance(defer, dict):
+                    defer[layer] = (inp, g)  # g becomes delta in place, below
+                g = layer.backward(g, inp, outs[i], grads[i] if want else None, want, kernels,
+                                   True, pres[i])
+            else:
+                g = layer.backward(g, inp, outs[i], grads[i] if want else None, want, kernels,
+                                   False, pres[i])
         return g
