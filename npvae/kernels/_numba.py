@@ -108,14 +108,17 @@ def _fill_std(loop, h, std):
     _exp_rows(loop, std, 0, n)  # an infinite std gives an infinite loss, reported there
 
 
+@inline
+def _kl_setup(loop, h, std, noise):
+    """Fill ``std`` (:func:`_fill_std`); return ``(half, one, n, zdim, reps)``."""
+    _fill_std(loop, h, std)
+    dt, n = h.dtype.type, h.shape[0]
+    return dt(0.5), dt(1), n, h.shape[1] // 2, noise.shape[0] // n
+
+
 @njit(**_OPTS)
 def _sample_kl(loop, h, std, noise, z, kl_col):
-    dt = h.dtype.type
-    half, one = dt(0.5), dt(1)
-    n = h.shape[0]
-    zdim = h.shape[1] // 2
-    reps = noise.shape[0] // n
-    _fill_std(loop, h, std)
+    half, one, n, zdim, reps = _kl_setup(loop, h, std, noise)
     for r in range(reps):
         for i in range(n):
             for j in range(zdim):
@@ -130,12 +133,7 @@ def _sample_kl(loop, h, std, noise, z, kl_col):
 
 @njit(**_OPTS)
 def _sample_kl_backward(loop, h, std, noise, dz, w, dh):
-    dt = h.dtype.type
-    half, one = dt(0.5), dt(1)
-    n = h.shape[0]
-    zdim = h.shape[1] // 2
-    reps = noise.shape[0] // n
-    _fill_std(loop, h, std)
+    half, one, n, zdim, reps = _kl_setup(loop, h, std, noise)
     for i in range(n):  # the KL's share, then each sample's
         for j in range(zdim):
             sd = std[i, j]
