@@ -66,7 +66,7 @@ def test_sample_shape_and_range(trained):
     xs = trained.sample(50, rng=np.random.default_rng(1), mean=False)
     assert set(np.unique(xs)) <= {0.0, 1.0}
     np.testing.assert_array_equal(trained.sample(7, rng=3), trained.sample(7, rng=3))
-    with pytest.raises(ValueError, match="n must be a positive integer"):
+    with pytest.raises(ValueError, match="n must be >= 1"):
         trained.sample(0)
 
 
@@ -125,6 +125,19 @@ def test_likelihood_settings_are_saved_by_the_likelihood(tmp_path):
     assert VAE(input_dim=5, latent_dim=2).build(5).config()["likelihood"] == {"name": "bernoulli"}
     with pytest.raises(ValueError, match="takes no variance"):
         VAE(input_dim=5, latent_dim=2, likelihood={"name": "bernoulli", "variance": 2.0}).build(5)
+
+
+def test_a_checkpoints_likelihood_spec_is_checked(tmp_path):
+    m = VAE(input_dim=5, latent_dim=2, hidden=(4,), likelihood="gaussian", variance=0.3).build(5)
+    m.save(tmp_path / "m.npz")
+    arrays, config, _ = load_checkpoint(tmp_path / "m.npz")
+    for bad, match in (({"name": "gaussian", "variance": "10"}, "likelihood.variance"),
+                       ({"name": "gaussian", "variance": -1.0}, "likelihood.variance"),
+                       ({"name": "gaussian", "scale": 2.0}, "takes no option"),
+                       ({"name": "poisson"}, "must be one of")):
+        save_checkpoint(tmp_path / "bad.npz", arrays, {**config, "likelihood": bad})
+        with pytest.raises(CheckpointError, match=match):
+            VAE.load(tmp_path / "bad.npz")
 
 
 def old_format(config):

@@ -121,6 +121,10 @@ def _add_data_options(p, *, train):
     g.add_argument("--cache-dir", metavar="DIR", help=(
         "download cache for mnist/fashion-mnist (default: $NPVAE_DATA_DIR, else "
         "~/.cache/npvae)"))
+    g.add_argument("--download-timeout", type=_float(0, strict=True), metavar="SECONDS",
+                   help=("mnist/fashion-mnist downloads give up when the server sends nothing "
+                         "for SECONDS, or when one file takes 10x SECONDS in all "
+                         "(default: 60)"))
 
 
 def build_parser():
@@ -139,7 +143,9 @@ def build_parser():
         "with Adam on minibatches. Writes a run folder: checkpoint.npz, config.json, "
         "metrics.jsonl (one line per epoch) and figures (loss curves, reconstructions, "
         "samples, latent traversals; for a 2-D latent space the latent map and the decoded "
-        "manifold). Ctrl-C saves a checkpoint; `npvae train --resume RUN_DIR` continues it."),
+        "manifold). Ctrl-C saves a checkpoint; `npvae train --resume RUN_DIR` continues it. "
+        "Started by `mpiexec -n P` (pip install 'npvae[mpi]'), the P processes train "
+        "data-parallel and rank 0 writes the run folder."),
         epilog="example: npvae train --dataset digits --latent-dim 2 --epochs 50")
     _add_data_options(t, train=True)
     g = t.add_argument_group("model")
@@ -170,8 +176,9 @@ def build_parser():
     g.add_argument("--epochs", type=_int(1), help=(
         f"passes over the training set; with --resume, the total to reach "
         f"(default: {d['epochs']})"))
-    g.add_argument("--batch-size", type=_int(1), metavar="N",
-                   help=f"examples per gradient step (default: {d['batch_size']})")
+    g.add_argument("--batch-size", type=_int(1), metavar="N", help=(
+        f"examples per gradient step; under mpiexec the global batch, split over the "
+        f"processes (default: {d['batch_size']})"))
     g.add_argument("--lr", type=_float(0, strict=True),
                    help=f"Adam learning rate (default: {d['lr']:g})")
     g.add_argument("--lr-schedule", choices=("none", "cosine", "step", "exponential"), help=(
@@ -187,8 +194,9 @@ def build_parser():
     g.add_argument("--seed", type=_int(0), help=(
         "seeds weights, shuffling and noise; the same seed repeats a run bit for bit "
         "(default: 0; the data split never depends on it)"))
-    g.add_argument("--threads", type=_int(1), metavar="N",
-                   help="cap BLAS and Numba threads (default: leave as they are)")
+    g.add_argument("--threads", type=_int(1), metavar="N", help=(
+        "cap BLAS and Numba threads (default: leave as they are; under mpiexec: the "
+        "node's CPUs divided by its processes)"))
     g = t.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help=(
         "run folder to create (default: runs/<dataset>-<date>-<time>, never reused)"))

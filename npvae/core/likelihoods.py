@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from npvae.core import checks as chk
 from npvae.kernels import get_kernels
 
 __all__ = [
@@ -36,7 +37,9 @@ class Likelihood:
     are read from there)."""
 
     name = ""
-    options = ()  # the constructor's keyword arguments, which config() returns
+    # the constructor's keyword arguments (which config() returns), each with the check a
+    # value read from a file must pass (npvae.training.schema)
+    options = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -127,7 +130,7 @@ class _Gaussian(Likelihood):
         \partial_m = (m - x) e^{-v}, \quad \partial_v = \tfrac12 (1 - (x - m)^2 e^{-v})
     """
 
-    options = ("variance",)
+    options = {"variance": chk.positive_float}
 
     def __init__(self, variance=1.0):
         variance = float(variance)

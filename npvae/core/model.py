@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core import workspace
+from npvae.core import memory, workspace
 from npvae.core.layers import MLP
 from npvae.core.likelihoods import get_likelihood
 from npvae.core.params import ParamBuffer
@@ -90,18 +90,15 @@ class VAEModel:
             tuple(reversed(self.hidden)) if decoder_hidden is None else decoder_hidden,
             "decoder_hidden")
         self.activation = activation
+        self.variance = variance = chk.positive_float(variance, "variance")  # even unused
         self.likelihood = get_likelihood(likelihood, defaults={"variance": variance})
         self.beta = chk.nonnegative_float(beta, "beta")
         self.n_samples = chk.positive_int(n_samples, "n_samples")
         self.free_bits = chk.nonnegative_float(free_bits, "free_bits")
         self.cond_dim = chk.positive_int(cond_dim, "cond_dim", minimum=0)
         self.dtype = chk.float_dtype(dtype)
-        if init not in ("auto", "he", "glorot"):
-            raise ValueError(f"init must be 'auto', 'he' or 'glorot', got {init!r}")
-        self.init = init
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.init = chk.choice(init, "init", ("auto", "he", "glorot"))
+        self.seed = chk.seed(seed)
         self.kernels = get_kernels(backend)
         self.backend = self.kernels.name
         self.input_dim = None
@@ -111,25 +108,18 @@ class VAEModel:
 
     @staticmethod
     def _sizes(sizes, argname):
-        if isinstance(sizes, (int, np.integer)):
-            sizes = (sizes,)
-        sizes = tuple(sizes)
-        for s in sizes:
-            chk.positive_int(s, f"every entry of {argname}")
-        return tuple(int(s) for s in sizes)
+        return chk.layer_sizes(sizes, argname)
 
     # ------------------------------------------------------------------------ building
     def build(self, input_dim):
         """Create the networks and the parameter buffer for data of dimension ``input_dim``,
         and initialise the weights from ``seed``."""
         d, z, c = int(input_dim), self.latent_dim, self.cond_dim
+        self.check_memory(d)
+        shapes = self.param_shapes(d)
         self.input_dim = d
         self.encoder = MLP([d + c, *self.encoder_hidden, 2 * z], self.activation, name="encoder")
         self.decoder = MLP([z + c, *self.decoder_hidden, d], self.activation, name="decoder")
-        shapes = OrderedDict()
-        shapes.update(self.encoder.param_shapes())
-        shapes.update(self.decoder.param_shapes())
-        shapes.update(self.likelihood.param_shapes(d))
         self.params = ParamBuffer(shapes, self.dtype)
         for part in (self.encoder, self.decoder, self.likelihood):
             part.bind(self.params)
@@ -141,6 +131,35 @@ class VAEModel:
         self._workspaces = workspace.Workspaces(partial(workspace.buffers, self),
                                                 _MAX_WORKSPACES)
         return self
+
+    def param_shapes(self, input_dim):
+        """Ordered names and shapes of the parameters for ``input_dim`` features, as
+        :meth:`build` lays them out (nothing is allocated)."""
+        d, z, c = int(input_dim), self.latent_dim, self.cond_dim
+        shapes = OrderedDict()
+        shapes.update(MLP([d + c, *self.encoder_hidden, 2 * z], self.activation,
+                          name="encoder").param_shapes())
+        shapes.update(MLP([z + c, *self.decoder_hidden, d], self.activation,
+                          name="decoder").param_shapes())
+        shapes.update(self.likelihood.param_shapes(d))
+        return shapes
+
+    def check_memory(self, input_dim, batch_size=None):
+        """Raise :class:`~npvae.core.memory.MemoryBudgetError` (a ValueError) if the model for
+        ``input_dim`` features (and, with ``batch_size``, its training) would not fit in memory;
+        checked before anything is allocated."""
+        args = (input_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
+                self.cond_dim, self.dtype.itemsize)
+        what = (f"a VAE with input_dim={input_dim}, latent_dim={self.latent_dim}, "
+                f"encoder_hidden={self.encoder_hidden}, decoder_hidden={self.decoder_hidden}")
+        if batch_size is None:
+            memory.check_memory(memory.model_bytes(*args), what,
+                                "use smaller hidden layers or a smaller latent_dim")
+        else:
+            memory.check_memory(memory.training_bytes(*args, batch_size, self.n_samples),
+                                f"training {what} with batch_size={batch_size} and "
+                                f"n_samples={self.n_samples}",
+                                "use a smaller batch_size, fewer samples, or smaller layers")
 
     def __getstate__(self):
         # pickle/deepcopy: the kernels (Numba dispatchers, the BLAS pool's ctypes handles)
@@ -309,7 +328,7 @@ class VAEModel:
         self.encoder.backward(ws["dh"], enc_in, ws["enc"], False, k, _defer)
         return loss, {"loss": loss, "recon": recon, "kl": kl}
 
-    def train_step(self, x, optimizer, y=None, **loss_kw):
+    def train_step(self, x, optimizer, y=None, *, reduce=None, **loss_kw):
         """One optimisation step: :meth:`loss_and_grad`, then ``optimizer.step()``.
 
         With :class:`~npvae.core.optim.Adam` (no clipping) and a small batch, the gradients of the
@@ -323,8 +342,13 @@ class VAEModel:
         the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
         not depend on the thread count.
 
-        Raises FloatingPointError, before any update, if the loss is not finite.
-        Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
+        ``reduce(loss, parts) -> (loss, parts)``, if given, runs between the backward pass
+        and the update, when the whole gradient is in ``params.grad``: data-parallel
+        training sums the ranks' gradients there (:mod:`npvae.training.distributed`). It
+        turns the fused path off, since that path never forms the fused blocks.
+
+        Raises FloatingPointError, before any update, if the loss (after ``reduce``) is
+        not finite. Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
         """
         from npvae.core.optim import Adam
 
@@ -332,16 +356,18 @@ class VAEModel:
             self.kernels.pace()
         fused = {}  # layer -> (x, delta), filled by the backward pass
         rows = np.shape(x)[0] * self.n_samples
-        if (isinstance(optimizer, Adam) and optimizer.clip_norm is None
+        if (reduce is None and isinstance(optimizer, Adam) and optimizer.clip_norm is None
                 and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
             fused = {layer: None for layer in self.encoder.layers + self.decoder.layers
                      if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS}
         loss, parts = self.loss_and_grad(x, y, _defer=fused, **loss_kw)
+        if reduce is not None:
+            loss, parts = reduce(loss, parts)
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss}; no update was made")
         if fused:
             optimizer.step(deferred={f"{layer.name}.W": xd for layer, xd in fused.items()})
-        else:
+        else:  # SGD.step takes no deferred blocks
             optimizer.step()
         return loss, parts
 

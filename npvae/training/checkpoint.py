@@ -12,7 +12,8 @@ for a training checkpoint, ``training``.
 
 The likelihood is stored as the likelihood writes it (``Likelihood.spec()``:
 ``{"name": "gaussian", "variance": 0.5}``). Checkpoints written before that hold its name
-and a separate ``variance``; ``VAEModel(**config)`` reads both forms.
+and a separate ``variance``; ``VAEModel(**config)`` and :mod:`npvae.training.schema` read
+both forms.
 """
 
 from npvae.training.archive import (
@@ -46,7 +47,10 @@ def restore_params(model, arrays, path=None):
     extra = sorted(k for k in arrays if k.startswith("params/") and k not in expected)
     if extra:
         raise CheckpointError(f"{path}: checkpoint has parameters the model lacks: {extra}")
-    model.params.load({k[7:]: arrays[k] for k in expected})
+    try:
+        model.params.load({k[7:]: arrays[k] for k in expected})
+    except ValueError as exc:  # NaN or inf weights
+        raise CheckpointError(f"{path}: {exc}; the file is damaged") from None
 
 
 def likelihood_name(config):

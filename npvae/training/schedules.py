@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from contextlib import ExitStack, contextmanager
 
+from npvae.core import checks as chk
+
 __all__ = ["LR_SCHEDULES", "lr_factor", "thread_limits"]
 
 LR_SCHEDULES = (None, "cosine", "step", "exponential")
@@ -23,7 +25,13 @@ def lr_factor(schedule, step, total):
     if schedule is None:
         return 1.0
     if callable(schedule):
-        return float(schedule(step, total))
+        factor = schedule(step, total)
+        try:
+            return chk.nonnegative_float(factor, "lr_schedule(step, total)")
+        except (TypeError, ValueError):
+            raise TypeError(f"lr_schedule(step, total) returned {factor!r:.60} at step {step}; "
+                            "it must return the learning-rate multiplier, a finite number "
+                            ">= 0") from None
     frac = step / max(total, 1)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * frac))
