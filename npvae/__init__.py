@@ -11,7 +11,17 @@ Quick start::
     opt.step()
 """
 
-from npvae.core.activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from npvae.core.activations import (
+    ELU,
+    GELU,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from npvae.core.layers import MLP, Dense
 from npvae.core.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, GaussianScalar
 from npvae.core.model import VAEModel
@@ -30,6 +40,6 @@ __all__ = [
     "VAE", "VAEModel", "SemiSupervisedVAE", "M1M2", "load", "Trainer", "TrainingDiverged",
     "Adam", "SGD", "global_norm",
     "ParamBuffer", "Dense", "MLP",
-    "Identity", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus",
+    "Identity", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus", "SiLU", "GELU",
     "Bernoulli", "GaussianFixed", "GaussianScalar", "GaussianDiagonal", "__version__",
 ]

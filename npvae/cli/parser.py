@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from npvae.core import activations as _activations
+from npvae.core import likelihoods as _likelihoods
 from npvae.training.trainer import FIT_DEFAULTS  # VAE.fit's: the two share one set
 
 __all__ = ["build_parser", "TRAIN_DEFAULTS", "M2_DEFAULTS", "parse_hidden"]
@@ -33,8 +35,8 @@ M2_DEFAULTS = {"labels": 100, "alpha": None, "n_val": None, "epochs": 100, "batc
 _M2_HELP = ", ".join(f"--{k.replace('_', '-')} {v if k != 'hidden' else v[0]}"
                      for k, v in list(M2_DEFAULTS.items())[3:])
 DATASETS = ("sprites", "digits", "mnist", "fashion-mnist")
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "identity")
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-scalar", "gaussian-diag")
+ACTIVATIONS = tuple(_activations.ACTIVATIONS)  # the registries: a new class is a new choice
+LIKELIHOODS = tuple(_likelihoods.LIKELIHOODS)
 
 _DESCRIPTION = "Variational autoencoders in NumPy with hand-written gradients."
 _EPILOG = """\

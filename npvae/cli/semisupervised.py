@@ -74,7 +74,7 @@ def _split(ds, opts):
 def train_m2(args, callbacks, stack):
     """The command; ``stack`` holds the run folder's lock."""
     from npvae.apps.semisupervised import write_figures
-    from npvae.cli.commands import _dataset_info, _plain_warnings, _prepare_run_dir, _say
+    from npvae.cli.commands import _plain_warnings, _prepare_run_dir, _say
     from npvae.training.baselines import fit_classifier
     from npvae.training.semisupervised import SemiSupervisedVAE
     from npvae.training.trainer import TrainingDiverged
@@ -98,7 +98,7 @@ def train_m2(args, callbacks, stack):
     ckpt = os.path.join(run_dir, CHECKPOINT)
     config = {"command": "npvae train --semi-supervised", "options": opts,
               "model": {**model.config(), "backend": model.backend},
-              "dataset": {**_dataset_info(ds, x_test, (k, names)), "n_val": len(xv)},
+              "dataset": {**runs.dataset_info(ds, x_test, (k, names)), "n_val": len(xv)},
               "versions": runs.versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "result": None}
     runs.write_json(os.path.join(run_dir, CONFIG), config)
