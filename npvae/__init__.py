@@ -28,6 +28,8 @@ from npvae.core.model import VAEModel
 from npvae.core.optim import SGD, Adam, global_norm
 from npvae.core.params import ParamBuffer
 from npvae.training.estimator import VAE
+from npvae.training.m1m2 import M1M2
+from npvae.training.semisupervised import SemiSupervisedVAE
 from npvae.training.trainer import Trainer, TrainingDiverged
 
 load = VAE.load
@@ -35,7 +37,8 @@ load = VAE.load
 __version__ = "0.1.0"
 
 __all__ = [
-    "VAE", "VAEModel", "load", "Trainer", "TrainingDiverged", "Adam", "SGD", "global_norm",
+    "VAE", "VAEModel", "SemiSupervisedVAE", "M1M2", "load", "Trainer", "TrainingDiverged",
+    "Adam", "SGD", "global_norm",
     "ParamBuffer", "Dense", "MLP",
     "Identity", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus", "SiLU", "GELU",
     "Bernoulli", "GaussianFixed", "GaussianScalar", "GaussianDiagonal", "__version__",

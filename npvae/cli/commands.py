@@ -122,6 +122,12 @@ def _train(args, callbacks, stack):
     from npvae.training.trainer import TrainingDiverged
 
     _check_out(args.out)
+    if args.semi_supervised or args.labels or args.alpha is not None or args.n_val:
+        from npvae.cli.semisupervised import train_m2
+        if parallel.data_parallel("train") is not None:
+            raise CLIError("--semi-supervised does not run data-parallel; start it without "
+                           "mpiexec")
+        return train_m2(args, callbacks, stack)
     dp = parallel.data_parallel("train")  # None unless started by mpiexec -n P, P > 1
     root = dp is None or dp.is_root
     if not root:  # rank 0 prints and writes for the whole job

@@ -17,7 +17,7 @@ from npvae.core import activations as _activations
 from npvae.core import likelihoods as _likelihoods
 from npvae.training.trainer import FIT_DEFAULTS  # VAE.fit's: the two share one set
 
-__all__ = ["build_parser", "TRAIN_DEFAULTS", "parse_hidden"]
+__all__ = ["build_parser", "TRAIN_DEFAULTS", "M2_DEFAULTS", "parse_hidden"]
 
 # Defaults of the options that define a run. The parser's defaults are None, so that the
 # options given on the command line can be told apart (they override a resumed run's).
@@ -29,6 +29,11 @@ TRAIN_DEFAULTS = {
     "clip_norm": None, "seed": 0, "threads": None, "binarize": "none", "scale": "auto",
     "cache_dir": None, "conditional": False,
 }
+# --semi-supervised: its own options, and its defaults for the model and optimisation ones
+M2_DEFAULTS = {"labels": 100, "alpha": None, "n_val": None, "epochs": 100, "batch_size": 100,
+               "lr": 1e-3, "latent_dim": 20, "hidden": [256], "activation": "relu"}
+_M2_HELP = ", ".join(f"--{k.replace('_', '-')} {v if k != 'hidden' else v[0]}"
+                     for k, v in list(M2_DEFAULTS.items())[3:])
 DATASETS = ("sprites", "digits", "mnist", "fashion-mnist")
 ACTIVATIONS = tuple(_activations.ACTIVATIONS)  # the registries: a new class is a new choice
 LIKELIHOODS = tuple(_likelihoods.LIKELIHOODS)
@@ -172,6 +177,23 @@ def build_parser():
     g.add_argument("--conditional", action="store_true", default=None, help=(
         "conditional VAE: feed the class label (sprites: shape; digits/MNIST: digit) as "
         "one-hot metadata to encoder and decoder; figures add a row of samples per class"))
+    g = t.add_argument_group("semi-supervised (M2, Kingma et al. 2014)")
+    g.add_argument("--semi-supervised", action="store_true", default=None, help=(
+        "train M2 instead of a VAE: a classifier q(y|x) and a class-conditional VAE "
+        "learned together from a few labels and the unlabelled rest (the sum over the "
+        "classes of an unlabelled row is exact). Reports the test accuracy every epoch "
+        "and, at the end, that of the epoch with the best validation accuracy, beside "
+        "the same classifier trained on the labels alone. M2's own defaults: "
+        f"{_M2_HELP}"))
+    g.add_argument("--labels", type=_int(1), metavar="N", help=(
+        "labelled training examples, N/K of each of the K classes, drawn with --seed; the "
+        f"other training rows lose their labels (default: {M2_DEFAULTS['labels']})"))
+    g.add_argument("--alpha", type=_float(0), help=(
+        "weight of the labelled rows' cross-entropy -log q(y|x) (default: Kingma's "
+        "0.1 * n_train / N)"))
+    g.add_argument("--n-val", type=_int(1), metavar="N", help=(
+        "labelled validation rows held out of the training set, to pick the epoch "
+        "(default: 10%% of it, at most 5000)"))
     g = t.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_int(1), help=(
         f"passes over the training set; with --resume, the total to reach "

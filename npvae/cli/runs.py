@@ -153,6 +153,11 @@ def load_model(ckpt):
     from npvae.training.estimator import VAE
 
     try:
+        kind = _kind(ckpt)
+        if kind in ("npvae.M2", "npvae.M1M2"):
+            raise CLIError(f"{ckpt} holds a semi-supervised model ({kind}), which this "
+                           "command does not take; its figures are in its run folder, and "
+                           "Python loads it with npvae.SemiSupervisedVAE.load (M1M2.load)")
         model = VAE.load(ckpt)  # the best epoch's weights, as fit leaves them
         _, config, _ = load_checkpoint(ckpt)
     except CheckpointError as exc:
@@ -161,6 +166,24 @@ def load_model(ckpt):
     except OSError as exc:
         raise CLIError(f"cannot read {ckpt}: {exc.strerror or exc}") from exc
     return model, config
+
+
+class _Kind(Exception):
+    pass
+
+
+def _kind(ckpt):
+    """The kind a checkpoint's (validated) metadata names, read without its arrays."""
+    from npvae.training.checkpoint import load_checkpoint
+
+    def stop(meta):
+        raise _Kind(meta["kind"])
+
+    try:
+        load_checkpoint(ckpt, check=stop)
+    except _Kind as found:
+        return found.args[0]
+    return None
 
 
 def write_json(path, obj):

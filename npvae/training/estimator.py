@@ -401,7 +401,16 @@ class VAE(EstimatorMixin, VAEModel):
             schema.check_manifest_fits(core, meta, path)
 
         arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND, check=check)
-        kwargs = holder["kwargs"]
+        return cls._from_checkpoint(arrays, config, path, backend=backend, best=best,
+                                    kwargs=holder["kwargs"])
+
+    @classmethod
+    def _from_checkpoint(cls, arrays, config, path, *, backend=None, best=True, kwargs=None):
+        """The model that :meth:`load` rebuilds from a checkpoint's arrays and config, whose
+        checked constructor arguments are ``kwargs`` (checked here when None: for files
+        that hold a VAE among other models, like :class:`~npvae.training.m1m2.M1M2`)."""
+        if kwargs is None:
+            kwargs = cls._core_from_config(config, path, backend)[1]
         model = cls(**kwargs, backend=backend).build(kwargs["input_dim"])
         restore_params(model, arrays, path)
         kept = arrays.get("train/best_params")

@@ -10,13 +10,22 @@ transformer: ``y`` is optional (class metadata for a conditional model, ignored 
 
 from __future__ import annotations
 
-from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags, TransformerTags
 
-__all__ = ["estimator_tags"]
+__all__ = ["estimator_tags", "classifier_tags"]
 
 
 def estimator_tags(model):
     """The :class:`sklearn.utils.Tags` of a :class:`npvae.VAE`."""
     return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+                input_tags=InputTags(allow_nan=False), requires_fit=True)
+
+
+def classifier_tags(model):
+    """The tags of a :class:`npvae.SemiSupervisedVAE`: a classifier whose ``y`` is required
+    (-1 marks an unlabelled row, as in ``sklearn.semi_supervised``)."""
+    return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                classifier_tags=ClassifierTags(multi_class=True, poor_score=True),
                 transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
                 input_tags=InputTags(allow_nan=False), requires_fit=True)
