@@ -61,8 +61,9 @@ class VAE(VAEModel):
             early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
             threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
             resume=False, progress=True, callbacks=(), warm_start=False, corruption=None,
-            corruption_level=0.3):
-        """Train the model by minibatch stochastic optimisation of -ELBO.
+            corruption_level=0.3, objective="elbo", k=None):
+        """Train the model by minibatch stochastic optimisation of -ELBO (or of an
+        importance-weighted bound, ``objective=...``).
 
         Parameters
         ----------
@@ -71,7 +72,8 @@ class VAE(VAEModel):
             Metadata of a conditional model; ignored when ``cond_dim == 0``.
         validation_data : (X_val,) or (X_val, y_val), optional
             Evaluated after every epoch (forward only, fixed noise, so epochs compare):
-            ``val_loss = val_recon + beta * val_kl`` with the model's ``beta``.
+            ``val_loss = val_recon + beta * val_kl`` with the model's ``beta`` (minus the
+            k-sample bound for an importance-weighted ``objective``).
         epochs : int, default 10
         batch_size : int, default 128
             The last batch of an epoch may be smaller.
@@ -130,6 +132,20 @@ class VAE(VAEModel):
         corruption_level : float, default 0.3
             Probability (``"mask"``, ``"salt-pepper"``) or noise standard deviation
             (``"gaussian"``).
+        objective : {"elbo", "iwae", "iwae-dreg"}, default "elbo"
+            ``"iwae"`` trains on the k-sample importance-weighted bound (Burda et al. 2016),
+            ``"iwae-dreg"`` on the same bound with the doubly reparameterised encoder
+            gradient (Tucker et al. 2019), lower in variance as k grows; see
+            :mod:`npvae.core.objectives`. Each step then decodes ``n_samples * k`` samples
+            per example: ``n_samples`` (L) independent bounds of ``k`` samples each, averaged
+            (L = 1, the default, is plain IWAE). ``beta`` weights ``log p(z) - log q(z|x)`` in
+            each log weight; ``free_bits`` must be 0. ``train_loss`` is then minus the bound,
+            ``train_recon`` and ``train_kl`` the Monte-Carlo averages over the samples, and
+            ``val_loss`` minus the k-sample bound on the validation data (beta = 1).
+        k : int, optional
+            Importance samples per bound (default 5); only with an importance-weighted
+            objective. Saved in the checkpoint with ``objective``, like every training
+            setting.
 
         Returns
         -------
@@ -148,7 +164,7 @@ class VAE(VAEModel):
             weight_decay=weight_decay, seed=seed, threads=threads, binarize=binarize,
             checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, resume=resume,
             progress=progress, callbacks=callbacks, corruption=corruption,
-            corruption_level=corruption_level)
+            corruption_level=corruption_level, objective=objective, k=k)
         try:
             trainer.fit(X, self._sk_y(y), validation_data, reinit=not warm_start)
         finally:

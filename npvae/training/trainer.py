@@ -31,8 +31,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from npvae.core import checks as chk
+from npvae.core.objectives import check_objective
 from npvae.core.optim import SGD, Adam
-from npvae.inference.metrics import elbo_terms
+from npvae.inference.metrics import elbo_terms, iwae_log_likelihood
 from npvae.training.checkpoint import (
     CheckpointError,
     check_shapes,
@@ -53,7 +54,8 @@ STRUCTURE_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden",
 # fit arguments that must match for a resumed run to equal an uninterrupted one
 _REPLAY_KEYS = ("batch_size", "lr", "optimizer", "lr_schedule", "kl_warmup_epochs",
                 "free_bits", "clip_norm", "weight_decay", "binarize", "corruption",
-                "corruption_level")
+                "corruption_level", "objective", "k")
+_REPLAY_DEFAULTS = {"objective": "elbo", "k": 1}  # what older checkpoints, lacking them, used
 
 
 class TrainingDiverged(RuntimeError):
@@ -158,7 +160,7 @@ class Trainer:
                  early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
                  threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
                  resume=False, progress=True, callbacks=(), corruption=None,
-                 corruption_level=0.3):
+                 corruption_level=0.3, objective="elbo", k=None):
         self.model = model
         self.epochs = chk.positive_int(epochs, "epochs")
         self.batch_size = chk.positive_int(batch_size, "batch_size")
@@ -175,6 +177,10 @@ class Trainer:
         self.clip_norm = None if clip_norm is None else chk.positive_float(clip_norm,
                                                                            "clip_norm")
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
+        self.objective, self.k = check_objective(objective, k)
+        if self.objective != "elbo" and (model.free_bits if free_bits is None else free_bits):
+            raise ValueError(f"free bits hold the closed-form KL of the ELBO per dimension; "
+                             f"objective={self.objective!r} has no such KL: set free_bits=0")
         seed = model.seed if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
@@ -202,7 +208,8 @@ class Trainer:
                 "kl_warmup_epochs": self.kl_warmup_epochs, "free_bits": self.free_bits,
                 "clip_norm": self.clip_norm, "weight_decay": self.weight_decay,
                 "binarize": self.binarize, "corruption": self.corruption,
-                "corruption_level": self.corruption_level, "seed": self.seed}
+                "corruption_level": self.corruption_level, "seed": self.seed,
+                "objective": self.objective, "k": self.k}
 
     def _reset(self):
         m = self.model
@@ -271,7 +278,7 @@ class Trainer:
             raise ValueError(f"{path} was interrupted mid-epoch with batch_size="
                              f"{old['batch_size']}; resume with the same batch_size")
         new = self._settings()
-        changed = [k for k in _REPLAY_KEYS if old.get(k) != new[k]]
+        changed = [k for k in _REPLAY_KEYS if old.get(k, _REPLAY_DEFAULTS.get(k)) != new[k]]
         if self.lr_schedule is not None and old["epochs"] != self.epochs:
             changed.append("epochs (the lr schedule depends on it)")
         if changed:
@@ -437,7 +444,8 @@ class Trainer:
                 try:  # the step the benchmark times; a non-finite loss makes no update
                     loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, beta=beta,
                                                free_bits=self.free_bits, target=target,
-                                               check_input=False)
+                                               check_input=False, objective=self.objective,
+                                               k=self.k)
                 except FloatingPointError as exc:
                     self._diverge(snapshot, str(exc))
                 self.step += 1
@@ -478,6 +486,10 @@ class Trainer:
                                    rng=np.random.default_rng(self._val_seed))
             rec.update(val_recon=float(recon.mean()), val_kl=float(kl.mean()),
                        val_loss=float(np.mean(recon + m.beta * kl)))
+            if self.objective != "elbo":  # the bound trained on (at beta = 1), not the ELBO
+                ll = iwae_log_likelihood(m, val[0], val[1], k=self.k,
+                                         rng=np.random.default_rng(self._val_seed))
+                rec["val_loss"] = -float(ll.mean())
         return rec
 
     def _early_stopping(self, rec):
