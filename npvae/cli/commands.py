@@ -104,10 +104,25 @@ def _dataset_info(ds, x_test, classes):
             "classes": classes[1] if classes else None}
 
 
+def _objective(opts):
+    """The run's ``k`` (1 for the ELBO), checked before any data is loaded."""
+    from npvae.core.objectives import check_objective
+
+    if opts["objective"] == "elbo":
+        if opts["k"] not in (None, 1):
+            raise CLIError(f"--k {opts['k']} is the sample count of --objective iwae or "
+                           "iwae-dreg; the ELBO draws --samples per example instead")
+    elif opts["free_bits"]:
+        raise CLIError(f"--free-bits holds the ELBO's closed-form KL per dimension; "
+                       f"--objective {opts['objective']} has none: drop --free-bits")
+    return check_objective(opts["objective"], opts["k"])[1]
+
+
 def train(args, callbacks=()):
     from npvae.training.trainer import TrainingDiverged
 
     opts, run_dir, resuming = _train_options(args)
+    k = _objective(opts)
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
     source = opts["data"] or opts["dataset"]
     _say(args, f"loading {source} ...")
@@ -143,7 +158,7 @@ def train(args, callbacks=()):
                       threads=opts["threads"],
                       binarize="stochastic" if opts["binarize"] == "stochastic" else None,
                       checkpoint_path=ckpt, resume=resuming, progress=progress,
-                      callbacks=callbacks)
+                      callbacks=callbacks, objective=opts["objective"], k=opts["k"])
     except TrainingDiverged as exc:
         status, error = 1, " ".join(str(exc).split())
     except ValueError as exc:  # bad settings, or a checkpoint that does not fit them
@@ -201,6 +216,9 @@ def train(args, callbacks=()):
         print(f"validation ELBO {elbo:.2f} nats (recon {rec['val_recon']:.2f}, KL "
               f"{rec['val_kl']:.2f}) at epoch {rec['epoch']}; took "
               f"{time.perf_counter() - t0:.0f} s")
+        if opts["objective"] != "elbo":
+            print(f"validation {opts['objective']} bound (k={k}) "
+                  f"{-rec['val_loss']:.2f} nats")
     print(f"next: npvae sample {run_dir}   npvae eval {run_dir}")
     return 0
 
@@ -380,7 +398,8 @@ def info(args, callbacks=()):
         lines.append(f"training     {len(done)} of {s['epochs']} epochs ({finished}), batch "
                      f"{s['batch_size']}, {s['optimizer']} lr {s['lr']:g}, schedule "
                      f"{s['lr_schedule'] or 'none'}, KL warm-up {s['kl_warmup_epochs']:g}, "
-                     f"seed {s['seed']}")
+                     f"seed {s['seed']}" + (f", objective {s['objective']} k={s['k']}"
+                                            if s.get("objective", "elbo") != "elbo" else ""))
     if done:
         secs = sum(r.get("seconds", 0.0) for r in hist)
         lines.append(f"history      {'epoch':>5} {'train loss':>11} {'val ELBO':>10} "
