@@ -33,70 +33,14 @@ import functools
 import numpy as np
 
 from npvae.core import checks as chk
+from npvae.kernels._reference import log_prior_ratio  # the one definition (and the spec)
 
 __all__ = ["OBJECTIVES", "DEFAULT_K", "ImportanceWeighted", "get_objective", "check_objective",
-           "log_prior_ratio", "importance_weights"]
+           "log_prior_ratio"]
 
 OBJECTIVES = ("elbo", "iwae", "iwae-dreg")
 DEFAULT_K = 5  # importance samples when an importance-weighted objective is named without k
 MAX_ROWS = 1 << 22  # decoder rows (L k N) of one training step: 4M rows x 784 x 4 B = 13 GB
-
-
-def log_prior_ratio(eps, z, logvar, out=None):
-    r"""Log density ratio :math:`\log p(z) - \log q(z | x)` of reparameterised samples, float64.
-
-    For :math:`z = \mu + e^{\ell/2} \epsilon`, :math:`p = N(0, I)` and
-    :math:`q = N(\mu, \mathrm{diag}\, e^{\ell})` the normalising constants cancel and
-    :math:`(z - \mu)^2 / e^{\ell} = \epsilon^2`:
-
-    .. math::
-        \log \frac{p(z)}{q(z|x)} = \tfrac12 \sum_j \left(\epsilon_j^2 - z_j^2 + \ell_j\right)
-
-    Parameters
-    ----------
-    eps, z : ndarray (..., N, Z)
-        The noise and the samples it gave.
-    logvar : ndarray (N, Z)
-        :math:`\ell`, broadcast over the leading axes of ``eps``.
-    out : ndarray (..., N) of float64, optional
-
-    Returns
-    -------
-    ndarray (..., N) of float64
-    """
-    out = np.einsum("...j,...j->...", eps, eps, dtype=np.float64, out=out)
-    out -= np.einsum("...j,...j->...", z, z, dtype=np.float64)
-    out += logvar.sum(axis=-1, dtype=np.float64)
-    out *= 0.5
-    return out
-
-
-def importance_weights(a, k):
-    r"""The bound and the normalised weights of log weights ``a``, by log-sum-exp.
-
-    ``a`` has shape (L k, N), sample ``s = l k + i`` of each column. With
-    :math:`m_{ln} = \max_i a_{lin}`:
-
-    .. math::
-        b_{ln} = \log \frac1k \sum_i e^{a_{lin}} = m_{ln} + \log \sum_i e^{a_{lin} - m_{ln}}
-        - \log k, \qquad
-        \tilde w_{lin} = \frac{e^{a_{lin} - m_{ln}}}{\sum_{i'} e^{a_{li'n} - m_{ln}}}
-
-    Every exponent is at most 0 and the largest term is 1, so nothing overflows, and the
-    weights never underflow all together (``a`` of -1e5 nats is fine in float64).
-
-    Returns
-    -------
-    bound : ndarray (L, N)
-    weights : ndarray (L k, N)
-        Normalised over the k samples of each bound: they sum to 1 there.
-    """
-    g = a.reshape(-1, k, a.shape[-1])
-    m = g.max(axis=1, keepdims=True)
-    e = np.exp(g - m)
-    total = e.sum(axis=1, keepdims=True)
-    bound = (m + np.log(total))[:, 0] - np.log(k)
-    return bound, (e / total).reshape(a.shape)
 
 
 class ImportanceWeighted:
@@ -125,8 +69,9 @@ class ImportanceWeighted:
         \epsilon_r / \sigma)\right), \qquad \rho_r = 1 - \beta + \beta \tilde w_r
 
     and :math:`\partial\mu_n, \partial\ell_n` follow from :math:`\partial z` through the
-    reparameterisation (``sample_kl_backward`` with zero KL weight). For :math:`\beta = 1`
-    DReG's coefficient :math:`s_r \rho_r` is :math:`\tilde w_r^2 / (LN)`.
+    reparameterisation. For :math:`\beta = 1` DReG's coefficient :math:`s_r \rho_r` is
+    :math:`\tilde w_r^2 / (LN)`. Two kernels do the work over (L k, N, Z):
+    ``iwae_weights`` (the log weights, the bound, the weights) and ``iwae_backward``.
     """
 
     def __init__(self, k, dreg=False):
@@ -147,28 +92,26 @@ class ImportanceWeighted:
         return s
 
     def rho(self, wn, beta, out):
-        r"""DReG's per-row factor :math:`\rho = 1 - \beta + \beta \tilde w` (1 for IWAE)."""
+        r"""The per-row factor :math:`\rho` of :func:`~npvae.kernels._reference.iwae_backward`:
+        1 for IWAE, :math:`1 - \beta + \beta \tilde w` for DReG."""
         if self.dreg:
-            np.multiply(wn, beta, out=out)
+            np.multiply(wn, beta, out=out, casting="same_kind")
             out += 1.0 - beta
         else:
             out.fill(1.0)
         return out
 
     @staticmethod
-    def _buffers(ws, rows, n, zdim, dtype):
+    def _buffers(ws, rows, dtype):
         buf = ws.get("iw")
         if buf is None:
-            buf = ws["iw"] = {
-                "ones": np.ones(rows, dtype), "scale": np.empty(rows, dtype),
-                "bscale": np.empty(rows, dtype), "rho": np.empty(rows, dtype),
-                "nll": np.empty(rows), "t": np.empty((rows, zdim), dtype),
-                "inv_std": np.empty((n, zdim), dtype), "w0": np.zeros(zdim, dtype),
-            }
+            buf = ws["iw"] = {"ones": np.ones(rows, dtype), "scale": np.empty(rows, dtype),
+                              "rho": np.empty(rows, dtype), "nll": np.empty(rows),
+                              "ratio": np.empty(rows), "wn": np.empty(rows)}
         return buf
 
     def loss_and_grad(self, model, h, noise, enc_in, dec_in, out, target, beta, ws, defer=()):
-        """Loss and gradient from the forward of :meth:`VAEModel.loss_and_grad`.
+        r"""Loss and gradient from the forward of :meth:`VAEModel.loss_and_grad`.
 
         Parameters
         ----------
@@ -182,7 +125,7 @@ class ImportanceWeighted:
         target : ndarray (N, D)
             What the decoder is scored against.
         beta : float
-            Weight of :math:`\\log p(z) - \\log q(z|x)` in each log weight.
+            Weight of :math:`\log p(z) - \log q(z|x)` in each log weight.
         ws : dict
             The model's workspace for this batch (its ``dout``, ``dh``, ``dec``, ``enc``).
         defer : tuple
@@ -191,28 +134,23 @@ class ImportanceWeighted:
         Returns
         -------
         loss : float
-            Mean over the batch and the L bounds of :math:`-\\log \\frac1k \\sum_i w_i`.
+            Mean over the batch and the L bounds of :math:`-\log \frac1k \sum_i w_i`.
         parts : dict
             ``loss``; ``recon``, the mean NLL over the L k samples; ``kl``, the mean of
-            :math:`\\log q - \\log p` over them (a Monte-Carlo KL): ``recon + beta * kl`` is
+            :math:`\log q - \log p` over them (a Monte-Carlo KL): ``recon + beta * kl`` is
             minus the ELBO from the same draws, never below ``loss``.
         """
         kern, lik = model.kernels, model.likelihood
-        n, zdim = h.shape
-        zdim //= 2
-        rows = out.shape[0]
-        s = rows // n
-        buf = self._buffers(ws, rows, n, zdim, model.dtype)
-        z, dout, nll = dec_in[:, :zdim], ws["dout"], buf["nll"]
+        zdim, rows = model.latent_dim, out.shape[0]
+        buf = self._buffers(ws, rows, model.dtype)
+        z, dout, nll, scale = dec_in[:, :zdim], ws["dout"], buf["nll"], buf["scale"]
 
-        # the log weights: per-row NLL (its unit-weight gradient comes with it) and log p/q
+        # the log weights: the per-row NLL (its unit-weight gradient comes with it), then
+        # log p(z) - log q(z|x), the normalised weights and the bound, by log-sum-exp
         lik.nll_rows_and_grad(out, target, buf["ones"], dout, nll, kern)
-        ratio = log_prior_ratio(noise.reshape(s, n, zdim), z.reshape(s, n, zdim), h[:, zdim:])
-        a = beta * ratio - nll.reshape(s, n)
-        bound, wn = importance_weights(a, self.k)
-        loss = -float(bound.mean())
-        scale = buf["scale"]
-        np.multiply(wn.reshape(-1), 1.0 / (rows // self.k), out=scale, casting="same_kind")
+        bound, nll_sum, ratio_sum = kern.iwae_weights(h, noise, z, nll, beta, self.k,
+                                                      buf["ratio"], buf["wn"], scale)
+        groups = rows // self.k  # L N bounds
 
         # decoder: row r's NLL gradient weighted by s_r (a learned variance sums over rows,
         # so the kernel runs again with the weights; otherwise the rows are rescaled)
@@ -223,28 +161,12 @@ class ImportanceWeighted:
         ddec_in = model.decoder.backward(dout, dec_in, ws["dec"], True, kern, defer)
 
         # the sample's gradient, then mu and logvar through the reparameterisation
-        dz, t, bscale = ddec_in[:, :zdim], buf["t"], buf["bscale"]
-        np.multiply(scale, beta, out=bscale)
-        if self.dreg:  # t = z - eps / sigma: the gradient of log p(z) - log q_fixed(z)
-            inv_std = buf["inv_std"]
-            np.multiply(h[:, zdim:], -0.5, out=inv_std)
-            np.exp(inv_std, out=inv_std)
-            t3 = t.reshape(s, n, zdim)
-            np.multiply(noise.reshape(s, n, zdim), inv_std, out=t3)
-            np.subtract(z.reshape(s, n, zdim), t3, out=t3)
-            t *= bscale[:, None]
-        else:  # t = z: the gradient of log p(z) - log q(z|x) in z, eps held fixed
-            np.multiply(z, bscale[:, None], out=t)
-        dz += t
-        if self.dreg:
-            rho = self.rho(wn.reshape(-1), beta, buf["rho"])
-            dz *= rho[:, None]
-        kern.sample_kl_backward(h, noise, dz, buf["w0"], ws["dh"])
-        if not self.dreg:  # log q(z|x) = -sum(logvar) / 2 + const at fixed eps
-            ws["dh"][:, zdim:] -= beta / (2 * n)
+        rho = self.rho(buf["wn"], beta, buf["rho"])
+        kern.iwae_backward(h, noise, z, ddec_in[:, :zdim], scale, rho, beta, self.dreg,
+                           ws["dh"])
         model.encoder.backward(ws["dh"], enc_in, ws["enc"], False, kern, defer)
-        recon, kl = float(nll.mean()), -float(ratio.mean())
-        return loss, {"loss": loss, "recon": recon, "kl": kl}
+        loss = -bound / groups
+        return loss, {"loss": loss, "recon": nll_sum / rows, "kl": -ratio_sum / rows}
 
 
 def check_objective(objective=None, k=None):
