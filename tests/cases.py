@@ -1,7 +1,7 @@
 """The instances every gradient test runs over, one entry per public class.
 
-``tests/test_registry.py`` fails if the package gains a layer, activation or likelihood
-class that has no entry here, so nothing ships without a gradient check.
+``tests/test_registry.py`` fails if the package gains a layer, activation, likelihood class
+or training objective that has no entry here, so nothing ships without a gradient check.
 """
 
 from npvae.core.activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
@@ -35,3 +35,7 @@ LIKELIHOOD_NAMES = ["bernoulli", "gaussian", "gaussian-scalar", "gaussian-diag"]
 
 # layer classes and the test module that checks their gradients
 LAYER_CASES = {"Dense": "tests/test_layers.py", "MLP": "tests/test_layers.py"}
+
+# training objectives and the test module that checks their gradients
+OBJECTIVE_CASES = {"elbo": "tests/test_model_grad.py", "iwae": "tests/test_objectives.py",
+                   "iwae-dreg": "tests/test_objectives.py"}

@@ -7,7 +7,7 @@ import pathlib
 import npvae.core.activations
 import npvae.core.layers
 import npvae.core.likelihoods
-from tests.cases import ACTIVATION_CASES, LAYER_CASES, LIKELIHOOD_CASES
+from tests.cases import ACTIVATION_CASES, LAYER_CASES, LIKELIHOOD_CASES, OBJECTIVE_CASES
 
 
 def public_classes(module, base=None):
@@ -33,6 +33,16 @@ def test_every_likelihood_has_gradient_cases():
 def test_every_layer_class_has_gradient_tests():
     classes = {c.__name__ for c in public_classes(npvae.core.layers)}
     assert classes == set(LAYER_CASES), "add gradient tests for the new layer class"
+
+
+def test_every_objective_has_gradient_tests():
+    from npvae.core.objectives import OBJECTIVES
+
+    assert set(OBJECTIVES) == set(OBJECTIVE_CASES), "add the objective to tests/cases.py"
+    root = pathlib.Path(__file__).parents[1]
+    for name, module in OBJECTIVE_CASES.items():
+        text = (root / module).read_text()
+        assert "check_model(" in text and (name == "elbo" or f'"{name}"' in text), name
 
 
 def test_every_kernel_is_tested_against_its_reference():

@@ -344,13 +344,13 @@ class VAEModel:
         if self.kernels.pace is not None:  # as many threads as there are free cores
             self.kernels.pace()
         layers = ()
-        bound = objectives.get_objective(loss_kw.get("objective"), loss_kw.get("k"))
+        bound = objectives.get_objective(loss_kw.pop("objective", None), loss_kw.pop("k", None))
         rows = np.shape(x)[0] * self.n_samples * (1 if bound is None else bound.k)
         if (isinstance(optimizer, Adam) and optimizer.clip_norm is None
                 and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
             layers = tuple(layer for layer in self.encoder.layers + self.decoder.layers
                            if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS)
-        loss, parts = self.loss_and_grad(x, y, _defer=layers, **loss_kw)
+        loss, parts = self.loss_and_grad(x, y, objective=bound, _defer=layers, **loss_kw)
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss}; no update was made")
         optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})

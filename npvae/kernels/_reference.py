@@ -250,7 +250,7 @@ def iwae_backward(h, noise, z, dz, scale, rho, beta, stop_q, dh):
 
     IWAE: :math:`\rho = 1`, q not stopped (the last term is :math:`-\beta/(2N)`); DReG:
     :math:`\rho_r = 1 - \beta + \beta \tilde w_r` and q's parameters stopped
-    (docs/math.md, section 10).
+    (docs/math.md, "Importance-weighted objectives").
 
     Parameters
     ----------

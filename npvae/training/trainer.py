@@ -178,6 +178,8 @@ class Trainer:
                                                                            "clip_norm")
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
         self.objective, self.k = check_objective(objective, k)
+        self._objective_kw = {} if self.objective == "elbo" else {"objective": self.objective,
+                                                                  "k": self.k}
         if self.objective != "elbo" and (model.free_bits if free_bits is None else free_bits):
             raise ValueError(f"free bits hold the closed-form KL of the ELBO per dimension; "
                              f"objective={self.objective!r} has no such KL: set free_bits=0")
@@ -444,8 +446,7 @@ class Trainer:
                 try:  # the step the benchmark times; a non-finite loss makes no update
                     loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, beta=beta,
                                                free_bits=self.free_bits, target=target,
-                                               check_input=False, objective=self.objective,
-                                               k=self.k)
+                                               check_input=False, **self._objective_kw)
                 except FloatingPointError as exc:
                     self._diverge(snapshot, str(exc))
                 self.step += 1
