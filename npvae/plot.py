@@ -207,25 +207,26 @@ def manifold_figure(images, image_shape, n, *, extent, path=None, clip=False):
     x0, x1, y0, y1 = _check_extent(extent, n)
     h, w = image_shape
     # Top block row shows the largest z1, so reverse the rows of the grid.
-    rows = images.reshape(n, n, h, w)[::-1]
-    mosaic = rows.transpose(0, 2, 1, 3).reshape(n * h, n * w)
+    rows = images.reshape(n, n, h * w)[::-1].reshape(n * n, h * w)
+    mosaic = _mosaic(rows, image_shape, n, n)
     dx = (x1 - x0) / (n - 1) if n > 1 else 1.0
     dy = (y1 - y0) / (n - 1) if n > 1 else 1.0
+    px, py = dx / (w + _GAP), dy / (h + _GAP)  # z per pixel: a tile and its gap span dx, dy
     side = float(np.clip(0.45 * n, 4.0, 10.0))
-    fig = _new_figure((side + 1.0, side * (n * h) / (n * w) + 1.0))
+    fig = _new_figure((side + 1.0, side * mosaic.shape[0] / mosaic.shape[1] + 1.0))
     ax = fig.add_subplot()
     ax.imshow(mosaic, cmap=_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest",
-              extent=(x0 - dx / 2, x1 + dx / 2, y0 - dy / 2, y1 + dy / 2),
-              aspect=(dx / w) / (dy / h))
+              extent=(x0 - w * px / 2, x1 + w * px / 2, y0 - h * py / 2, y1 + h * py / 2),
+              aspect=px / py)
     ax.set_xlabel("z0")
     ax.set_ylabel("z1")
     ax.set_title("decoded latent manifold")
     return _finish(fig, path)
 
 
-def _tile_figure(cells, image_shape, nrows, ncols, *, title=None, row_labels=None,
-                 col_labels=None, xlabel=None, path=None):
-    """One imshow of a mosaic; ``None`` cells and gaps are drawn white."""
+def _mosaic(cells, image_shape, nrows, ncols):
+    """The cells (flat images, row-major; None for an empty cell) as one array with
+    ``_GAP`` pixels of NaN (drawn white) between them."""
     h, w = image_shape
     mosaic = np.full((nrows * (h + _GAP) - _GAP, ncols * (w + _GAP) - _GAP), np.nan)
     for k, cell in enumerate(cells):
@@ -233,6 +234,14 @@ def _tile_figure(cells, image_shape, nrows, ncols, *, title=None, row_labels=Non
             r, c = divmod(k, ncols)
             top, left = r * (h + _GAP), c * (w + _GAP)
             mosaic[top:top + h, left:left + w] = cell.reshape(h, w)
+    return mosaic
+
+
+def _tile_figure(cells, image_shape, nrows, ncols, *, title=None, row_labels=None,
+                 col_labels=None, xlabel=None, path=None):
+    """One imshow of a mosaic; ``None`` cells and gaps are drawn white."""
+    h, w = image_shape
+    mosaic = _mosaic(cells, image_shape, nrows, ncols)
     width = float(np.clip(0.9 * ncols, 3.0, 12.0))
     height = width * mosaic.shape[0] / mosaic.shape[1]
     extra_w = 1.2 if row_labels is not None else 0.2
@@ -324,6 +333,7 @@ def loss_curves(history, *, path=None):
             drawn = True
         ax.set_title(label)
         ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per example")
         ax.grid(alpha=0.3)
         if drawn:
             ax.legend()

@@ -88,7 +88,7 @@ def test_active_units_trained_vs_untrained():
     assert n0 == 8  # a random encoder moves every mean
     np.testing.assert_allclose(var0, untrained.encode(x)[0].var(axis=0))
     trained = VAE(latent_dim=8, hidden=(32,), dtype="float64").fit(
-        x, epochs=200, batch_size=32, lr=3e-3, progress=False)
+        x, epochs=200, batch_size=32, lr=3e-3, lr_schedule=None, progress=False)
     n1, var1 = active_units(trained, x)
     # 4 prototypes need about 2 dimensions; the rest collapse to the prior
     assert 2 <= n1 <= 5

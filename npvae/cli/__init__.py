@@ -28,7 +28,10 @@ def main(argv=None, *, callbacks=()):
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # point to the help of the command they were given to
+            where = parser.commands.get(args.command, parser)
+            where.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version, or a bad option (message printed)
         return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:

@@ -90,7 +90,7 @@ def _build_model(opts, input_dim, cond_dim):
         return VAE(input_dim=input_dim, latent_dim=opts["latent_dim"], hidden=opts["hidden"],
                    activation=opts["activation"], likelihood=opts["likelihood"],
                    beta=opts["beta"], n_samples=opts["samples"], free_bits=opts["free_bits"],
-                   cond_dim=cond_dim, seed=opts["seed"])
+                   cond_dim=cond_dim, seed=opts["seed"]).build(input_dim)
     except (TypeError, ValueError) as exc:
         raise CLIError(" ".join(str(exc).split())) from exc
 
@@ -333,9 +333,10 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
 
     model, ckpt, run_cfg, _ = _load(args)
     ds, x_test, y = _eval_data(args, model, run_cfg)
-    rng = np.random.default_rng(args.seed)
+    # by default the noise of training's validation, so the ELBO is the one train printed
+    rng = np.random.default_rng(metrics.EVAL_SEED if args.seed is None else args.seed)
     t0 = time.perf_counter()
-    recon, kl = metrics.elbo_terms(model, x_test, y, rng=rng)
+    recon, kl = metrics.elbo_terms(model, x_test, y, n_samples=model.n_samples, rng=rng)
     ll = model.log_likelihood(x_test, y, k=args.k, rng=rng)
     active, var = metrics.active_units(model, x_test, y)
     kl_dim = metrics.kl_per_dimension(model, x_test, y)
@@ -349,9 +350,10 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
     if args.json:
         print(json.dumps(res))
         return 0
+    noise = "validation's noise" if args.seed is None else f"noise of seed {args.seed}"
     print(f"test set       {ds.name}, {len(x_test)} examples ({ckpt})\n"
           f"ELBO           {res['elbo']:.3f} nats   (recon {res['recon']:.3f}, "
-          f"KL {res['kl']:.3f})\n"
+          f"KL {res['kl']:.3f}; {noise})\n"
           f"log p(x)       {res['log_likelihood']:.3f} nats   (IWAE estimate, k={args.k})\n"
           f"active units   {active} of {model.latent_dim}   (Var_x E[z_j|x] > 0.01)\n"
           f"KL per z_j     " + " ".join(f"{v:.2f}" for v in kl_dim))

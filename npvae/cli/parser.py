@@ -14,14 +14,15 @@ from __future__ import annotations
 import argparse
 
 from npvae.core.objectives import DEFAULT_K, OBJECTIVES
+from npvae.training.trainer import FIT_DEFAULTS  # VAE.fit's: the two share one set
 
 __all__ = ["build_parser", "TRAIN_DEFAULTS", "parse_hidden"]
 
 # Defaults of the options that define a run. The parser's defaults are None, so that the
 # options given on the command line can be told apart (they override a resumed run's).
 TRAIN_DEFAULTS = {
-    "dataset": "sprites", "data": None, "n_train": None, "n_test": None, "epochs": 24,
-    "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine", "beta": 1.0, "kl_warmup": 0.0,
+    "dataset": "sprites", "data": None, "n_train": None, "n_test": None, **FIT_DEFAULTS,
+    "beta": 1.0, "kl_warmup": 0.0,
     "free_bits": 0.0, "samples": 1, "latent_dim": 10, "hidden": [512],
     "activation": "relu", "likelihood": "bernoulli", "early_stopping": None,
     "clip_norm": None, "seed": 0, "threads": None, "binarize": "none", "scale": "auto",
@@ -31,18 +32,11 @@ DATASETS = ("sprites", "digits", "mnist", "fashion-mnist")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "identity")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-scalar", "gaussian-diag")
 
-_DESCRIPTION = """\
-Variational autoencoders in NumPy with hand-written gradients.
-
-commands:
-  train        train a VAE and write a run folder (checkpoint, metrics, figures)
-  sample       draw new images from a trained model: z ~ N(0, I), decode
-  reconstruct  encode and decode test images, originals beside reconstructions
-  eval         test ELBO, importance-weighted log-likelihood, active units
-  info         architecture, parameter count, training history of a checkpoint
-
-Start with `npvae train` (sprites, about 1.5 minutes on 2 cores), then
-`npvae sample runs/<run>` and `npvae eval runs/<run>`."""
+_DESCRIPTION = "Variational autoencoders in NumPy with hand-written gradients."
+_EPILOG = """\
+Start with `npvae train` (the built-in sprites, no download), then
+`npvae sample runs/<run>` and `npvae eval runs/<run>`; `npvae COMMAND --help` for a
+command's options."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +58,16 @@ def parse_hidden(text):
             f"expected comma-separated positive layer sizes like 512,256 (or none), "
             f"got {text!r}")
     return sizes
+
+
+def _dataset(text):
+    """A dataset name as Python's load_dataset takes it: any case, aliases such as fashion."""
+    from npvae.datasets import dataset_name
+
+    try:
+        return dataset_name(text)
+    except ValueError:
+        return text  # argparse then lists the choices
 
 
 def _int(minimum):
@@ -95,10 +99,10 @@ def _add_data_options(p, *, train):
     d = TRAIN_DEFAULTS
     g = p.add_argument_group("data")
     run = "" if train else "the run's dataset, else "
-    g.add_argument("--dataset", choices=DATASETS, type=str.lower, help=(
+    g.add_argument("--dataset", choices=DATASETS, type=_dataset, help=(
         f"built-in dataset (default: {run}sprites). sprites: 32x32 binary shapes (square, "
         "ellipse, heart) generated on the spot; digits: scikit-learn's 8x8 digits; mnist, "
-        "fashion-mnist: 28x28, downloaded once to the cache"))
+        "fashion-mnist (or fashion): 28x28, downloaded once to the cache"))
     g.add_argument("--data", metavar="FILE", help=(
         "your own .npy (images or rows) or .npz file (data as 'x', optional integer labels "
         "as 'y'); 10%% of the rows are held out as the test set"))
@@ -120,13 +124,16 @@ def _add_data_options(p, *, train):
 
 def build_parser():
     d = TRAIN_DEFAULTS
-    parser = _Parser(prog="npvae", description=_DESCRIPTION,
+    parser = _Parser(prog="npvae", description=_DESCRIPTION, epilog=_EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     from npvae import __version__
     parser.add_argument("--version", action="version", version=f"npvae {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                parser_class=_Parser)
+    parser.commands = sub.choices  # name -> its parser, for errors that point to its --help
 
-    t = sub.add_parser("train", help="train a VAE and write a run folder", description=(
+    t = sub.add_parser("train", help=(
+        "train a VAE and write a run folder (checkpoint, metrics, figures)"), description=(
         "Train a VAE by maximising the ELBO, E_q[log p(x|z)] - beta * KL(q(z|x) || N(0, I)) "
         "(or the importance-weighted bound: --objective), with Adam on minibatches. Writes "
         "a run folder: checkpoint.npz, config.json, "
@@ -208,7 +215,8 @@ def build_parser():
         p.add_argument("checkpoint", metavar="CHECKPOINT",
                        help="a run folder written by `npvae train`, or a .npz checkpoint")
 
-    s = sub.add_parser("sample", help="generate images from a trained model", description=(
+    s = sub.add_parser("sample", help=(
+        "draw new images from a trained model: z ~ N(0, I), decode"), description=(
         "Draw z ~ N(0, I) and decode it. Shows the mean of p(x|z) (pixel probabilities for "
         "Bernoulli) unless --draw. Writes a PNG grid (default samples.png) and/or a .npy."))
     ckpt_arg(s)
@@ -224,7 +232,8 @@ def build_parser():
                    help="draw x ~ p(x|z) instead of showing its mean")
     s.set_defaults(func="sample")
 
-    r = sub.add_parser("reconstruct", help="show test images beside their reconstructions",
+    r = sub.add_parser("reconstruct", help=(
+        "encode and decode test images, originals beside reconstructions"),
                        description="Encode test images to the posterior mean of q(z|x) and "
                        "decode it; writes originals above reconstructions as a PNG.")
     ckpt_arg(r)
@@ -234,7 +243,8 @@ def build_parser():
                    help="PNG to write (default: reconstructions.png)")
     r.set_defaults(func="reconstruct")
 
-    e = sub.add_parser("eval", help="test ELBO, IWAE log-likelihood, active units",
+    e = sub.add_parser("eval", help=(
+        "test ELBO, importance-weighted log-likelihood, active units"),
                        description="Evaluate a model on the test split: the ELBO and its "
                        "parts (reconstruction -E_q[log p(x|z)] and KL), the importance-"
                        "weighted estimate of log p(x) with k samples (a tighter lower bound), "
@@ -245,11 +255,14 @@ def build_parser():
     e.add_argument("-k", type=_int(1), default=100, help=(
         "importance samples per example for log p(x); more is tighter and slower "
         "(default: 100)"))
-    e.add_argument("--seed", type=_int(0), default=0, help="seed of the noise (default: 0)")
+    e.add_argument("--seed", type=_int(0), help=(
+        "seed of the noise (default: the fixed evaluation seed that training's validation "
+        "uses, so that on the run's test split the ELBO is the one `npvae train` printed)"))
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func="eval")
 
-    i = sub.add_parser("info", help="describe a checkpoint",
+    i = sub.add_parser("info", help=(
+        "architecture, parameter count, training history of a checkpoint"),
                        description="Architecture, parameter count, dataset, options and "
                        "training history of a checkpoint.")
     ckpt_arg(i)

@@ -7,21 +7,34 @@ import numbers
 import numpy as np
 
 
-def as_data(x, dtype, argname="x", dim=None):
+def as_data(x, dtype, argname="x", dim=None, owner="the model"):
     """Return ``x`` as a C-contiguous 2-D array of ``dtype``, checked for shape and values.
 
     Copies only when ``x`` is not already such an array. Raises TypeError for non-numeric
-    data and ValueError for a wrong shape, an empty batch or NaN/inf values.
+    or sparse data and ValueError for complex values, a wrong shape, an empty batch or
+    NaN/inf values. An object array of numbers is read as float64. The messages follow
+    scikit-learn's where it has one (its estimator checks look for them); ``owner`` names
+    the estimator in the one about a wrong number of features.
     """
+    if hasattr(x, "toarray") and hasattr(x, "nnz"):  # scipy.sparse, without importing it
+        raise TypeError(f"{argname} is a sparse matrix; sparse input is not supported: pass "
+                        f"{argname}.toarray()")
     a = np.asarray(x)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+    if a.dtype == object:
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{argname} must be a numeric array; it has dtype object with an "
+                            f"entry that is not a number ({exc})") from None
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise TypeError(f"{argname} must be a numeric array, got dtype {a.dtype}")
     if np.iscomplexobj(a):
-        raise TypeError(f"{argname} must be real, got dtype {a.dtype}")
+        raise ValueError(f"Complex data not supported: {argname} has dtype {a.dtype}; pass "
+                         "its real part or its magnitude")
     if a.ndim == 1 and dim is not None and a.shape[0] == dim:
         raise ValueError(
-            f"{argname} has shape {a.shape}; pass a batch of shape (n, {dim}) "
-            f"(for one example use {argname}[None, :])"
+            f"{argname} has shape {a.shape} but must be a batch of shape (n, {dim}). Reshape "
+            f"your data: {argname}[None, :] for one example"
         )
     if a.ndim != 2:
         raise ValueError(
@@ -30,8 +43,12 @@ def as_data(x, dtype, argname="x", dim=None):
         )
     if a.shape[0] == 0:
         raise ValueError(f"{argname} is empty (0 rows); pass at least one example")
+    if a.shape[1] == 0:
+        raise ValueError(f"{argname} has 0 feature(s) (shape={a.shape}) while a minimum of 1 "
+                         "is required.")
     if dim is not None and a.shape[1] != dim:
-        raise ValueError(f"{argname} has {a.shape[1]} features per row but the model expects {dim}")
+        raise ValueError(f"{argname} has {a.shape[1]} features, but {owner} is expecting "
+                         f"{dim} features as input")
     a = np.ascontiguousarray(a, dtype=dtype)
     check_finite(a, argname)
     return a

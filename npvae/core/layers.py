@@ -36,6 +36,7 @@ class Dense:
         self.act = get_activation(activation)
         self.name = name
         self.W = self.b = self.dW = self.db = None
+        self._params = None  # the ParamBuffer of bind()
         self.deferred = None
 
     def param_shapes(self):
@@ -48,6 +49,19 @@ class Dense:
         self.b = params.view(f"{self.name}.b")
         self.dW = params.grad_view(f"{self.name}.W")
         self.db = params.grad_view(f"{self.name}.b")
+        self._params = params
+
+    def __getstate__(self):
+        # pickle/deepcopy: W, b, dW, db are views into the ParamBuffer, which is pickled
+        # once; they are re-made from it on unpickling (a pickled view would be a copy)
+        state = {**self.__dict__, "W": None, "b": None, "dW": None, "db": None}
+        state["deferred"] = None  # the last step's (x, delta), held in a workspace
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if state.get("_params") is not None:
+            self.bind(state["_params"])
 
     def initialize(self, rng, scheme="auto"):
         r"""Draw ``W`` from ``rng`` and zero ``b``.

@@ -142,6 +142,21 @@ class VAEModel:
         self._workspaces = OrderedDict()
         return self
 
+    def __getstate__(self):
+        # pickle/deepcopy: the kernels (Numba dispatchers, the BLAS pool's ctypes handles)
+        # are looked up again by backend name on unpickling; workspaces are not kept
+        state = self.__dict__.copy()
+        state.pop("kernels", None)
+        state.pop("_workspaces", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.kernels = get_kernels(self.backend)
+        self._workspaces = OrderedDict()
+        if self.params is not None:  # a learned variance is a view into the buffer too
+            self.likelihood.bind(self.params)
+
     def _require_built(self):
         if self.params is None:
             raise RuntimeError("the model is not built yet: pass input_dim=..., or call fit()")
@@ -168,7 +183,7 @@ class VAEModel:
         if self.params is None:
             x0 = chk.as_data(x, self.dtype, argname)
             self.build(x0.shape[1])
-        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim)
+        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim, owner=type(self).__name__)
         self.likelihood.validate(x, argname)
         return x
 

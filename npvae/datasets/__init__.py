@@ -31,7 +31,8 @@ from .sprites import FACTOR_NAMES, SHAPE_NAMES, Sprites, factor_grid, make_sprit
 __all__ = [
     "ArrayData", "ChecksumError", "DATASET_NAMES", "Dataset", "DownloadError", "FACTOR_NAMES",
     "MnistArrays", "SHAPE_NAMES", "Sprites", "binarize_array", "check_images", "check_labels",
-    "download_files", "encode_idx", "factor_grid", "fetch_mnist", "load_array_file",
+    "dataset_name", "download_files", "encode_idx", "factor_grid", "fetch_mnist",
+    "load_array_file",
     "load_dataset", "make_sprites", "prepare", "read_idx", "render_sprites",
     "scale_and_binarize", "write_idx",
 ]
@@ -89,6 +90,18 @@ class Dataset:
                 f"x_test={self.x_test.shape}, image_shape={self.image_shape})")
 
 
+def dataset_name(name):
+    """The canonical name of a dataset: case, ``_``/``-`` and aliases (``"fashion"``,
+    ``"fmnist"``, ...) do not matter. Raises ValueError for an unknown name."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, one of {DATASET_NAMES}")
+    kind = name.strip().lower().replace("_", "-")
+    kind = _ALIASES.get(kind, kind)
+    if kind not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    return kind
+
+
 def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_test=None,
                  size=None, progress=True, key=None, label_key=None, test_fraction=0.1):
     """Load a dataset by name, as float32 in [0, 1] with a deterministic train/test split.
@@ -123,12 +136,7 @@ def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_tes
     -------
     Dataset
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a string, one of {DATASET_NAMES}")
-    kind = name.strip().lower().replace("_", "-")
-    kind = _ALIASES.get(kind, kind)
-    if kind not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    kind = dataset_name(name)
     if data is not None and kind != "file":
         raise ValueError(f"data= is only used with name='file' (got name={name!r})")
     if size is not None and kind != "sprites":

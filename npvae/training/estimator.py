@@ -14,17 +14,36 @@ from npvae.core.activations import ACTIVATIONS, get_activation
 from npvae.core.model import VAEModel
 from npvae.inference import metrics
 from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from npvae.training.trainer import CHECKPOINT_KIND, Trainer, param_arrays, restore_params
+from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
+from npvae.training.trainer import (
+    CHECKPOINT_KIND,
+    FIT_DEFAULTS,
+    Trainer,
+    param_arrays,
+    restore_params,
+)
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "NotFittedError"]
 
 _CTOR_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "activation",
               "likelihood", "variance", "beta", "n_samples", "free_bits", "cond_dim", "dtype",
               "init", "seed")
+# what the core VAEModel keeps on itself besides its constructor arguments; a VAE reads and
+# writes these on its built model (tests/test_sklearn.py checks the list is complete)
+MODEL_STATE = ("kernels", "params", "encoder", "decoder", "rng", "_workspaces")
 
 
-class VAE(VAEModel):
-    """Variational autoencoder estimator; the constructor is :class:`~npvae.core.model.VAEModel`'s.
+class VAE(EstimatorMixin, VAEModel):
+    """Variational autoencoder estimator, following scikit-learn's protocol.
+
+    Parameters are :class:`~npvae.core.model.VAEModel`'s. The constructor only stores them
+    (scikit-learn's rule: ``get_params``, ``set_params``, ``sklearn.base.clone`` work on
+    them as passed); they are validated, and the networks built, by :meth:`fit` or by the
+    first call that needs weights: with ``input_dim`` given, ``VAE(input_dim=64).params``
+    and ``vae.loss_and_grad(x)`` work at once. Once built, reading an attribute such as
+    ``vae.likelihood`` or ``vae.dtype`` gives the built model's value (a Likelihood object,
+    a NumPy dtype) and ``get_params()`` the argument; a parameter set after building takes
+    effect at the next ``fit``. See :mod:`npvae.training.protocol`.
 
     Loss convention: -ELBO per example, **summed over data and latent dimensions and
     averaged over the batch** (nats). :meth:`elbo` and :meth:`score` return the ELBO itself
@@ -33,10 +52,17 @@ class VAE(VAEModel):
     ``y`` is the metadata of a conditional model (``cond_dim > 0``). In the scikit-learn
     methods (``fit``, ``transform``, ``fit_transform``, ``score``) it is ignored when the
     model is unconditional, as unsupervised scikit-learn estimators ignore labels, so a
-    ``Pipeline`` can pass class labels through.
+    ``Pipeline`` can pass class labels through. ``transform`` and ``fit_transform`` return
+    the dtype of a float32 or float64 ``X`` (the model computes in its own ``dtype``).
+
+    Every model pickles, deep-copies and goes through joblib, fitted or not (the compiled
+    kernels are looked up again by backend name on unpickling); :meth:`save` writes the
+    safe, pickle-free format for files that may come from elsewhere.
 
     Attributes
     ----------
+    n_features_in_ : int
+        The data dimension of the built model.
     history_ : list of dict
         Set by ``fit`` (and ``load``). One dict per epoch: ``epoch``, ``train_loss``,
         ``train_recon``, ``train_kl``, ``val_loss``, ``val_recon``, ``val_kl`` (None
@@ -52,12 +78,92 @@ class VAE(VAEModel):
         The signal (``signal.SIGINT`` or ``signal.SIGTERM``) that interrupted ``fit``.
     """
 
+    def __init__(self, input_dim=None, latent_dim=20, hidden=(400,), *, encoder_hidden=None,
+                 decoder_hidden=None, activation="relu", likelihood="bernoulli", variance=1.0,
+                 beta=1.0, n_samples=1, free_bits=0.0, cond_dim=0, dtype="float32",
+                 init="auto", seed=0, backend=None):
+        self.input_dim = input_dim
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.encoder_hidden = encoder_hidden
+        self.decoder_hidden = decoder_hidden
+        self.activation = activation
+        self.likelihood = likelihood
+        self.variance = variance
+        self.beta = beta
+        self.n_samples = n_samples
+        self.free_bits = free_bits
+        self.cond_dim = cond_dim
+        self.dtype = dtype
+        self.init = init
+        self.seed = seed
+        self.backend = backend
+
+    # ----------------------------------------------------------------- the built model
+    def _model(self, input_dim=None):
+        """The VAEModel built from the parameters: made (validating them) on first need,
+        and built for ``input_dim`` (default: the ``input_dim`` parameter) when given."""
+        core = self.__dict__.get("_core")
+        if core is None or input_dim is not None:
+            kwargs = self.get_params()
+            if input_dim is not None:
+                given = kwargs["input_dim"]
+                d = chk.positive_int(input_dim, "input_dim")
+                if given is not None and given != d:
+                    raise ValueError(f"X has {d} features, but {type(self).__name__} is "
+                                     f"expecting {given} features as input (input_dim="
+                                     f"{given}); pass data of that width or input_dim=None")
+                kwargs["input_dim"] = d
+            core = VAEModel(**kwargs)
+            self.__dict__["_core"] = core
+        return core
+
+    def build(self, input_dim):
+        """Validate the parameters and build fresh networks for data of dimension
+        ``input_dim`` (weights from ``seed``); return self."""
+        self._model(input_dim)
+        return self
+
+    def _require_built(self):
+        if self._model().params is None:
+            raise NotFittedError(f"this {type(self).__name__} has no weights yet: call fit(X) "
+                                 "first (or pass input_dim=...)")
+
+    @property
+    def n_features_in_(self):
+        if not self._built():
+            raise AttributeError("n_features_in_ is set by fit")
+        return self._core.input_dim
+
+    def __repr__(self):
+        return VAEModel.__repr__(self) if self._built() else self._params_repr()
+
+    # the training step runs on the model itself (no attribute forwarding in the hot loop)
+    def loss_and_grad(self, x, y=None, **kwargs):
+        return self._model().loss_and_grad(x, y, **kwargs)
+
+    def train_step(self, x, optimizer, y=None, **loss_kw):
+        return self._model().train_step(x, optimizer, y, **loss_kw)
+
+    def reconstruct_mean(self, x, y=None, *, check_input=True):
+        return self._model().reconstruct_mean(x, y, check_input=check_input)
+
+    loss_and_grad.__doc__ = VAEModel.loss_and_grad.__doc__
+    train_step.__doc__ = VAEModel.train_step.__doc__
+    reconstruct_mean.__doc__ = VAEModel.reconstruct_mean.__doc__
+
     def _sk_y(self, y):
         return y if self.cond_dim else None
 
+    def _out_dtype(self, X):
+        """The float dtype of ``X`` if it has one, else the model's."""
+        dt = getattr(X, "dtype", None)
+        return dt if dt in (np.float32, np.float64) else self.dtype
+
     # ---------------------------------------------------------------------------- fit
-    def fit(self, X, y=None, *, validation_data=None, epochs=10, batch_size=128, lr=1e-3,
-            optimizer="adam", lr_schedule=None, kl_warmup_epochs=0, free_bits=None,
+    def fit(self, X, y=None, *, validation_data=None, epochs=FIT_DEFAULTS["epochs"],
+            batch_size=FIT_DEFAULTS["batch_size"], lr=FIT_DEFAULTS["lr"], optimizer="adam",
+            lr_schedule=FIT_DEFAULTS["lr_schedule"], kl_warmup_epochs=0, free_bits=None,
             early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
             threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
             resume=False, progress=True, callbacks=(), warm_start=False, corruption=None,
@@ -74,12 +180,12 @@ class VAE(VAEModel):
             Evaluated after every epoch (forward only, fixed noise, so epochs compare):
             ``val_loss = val_recon + beta * val_kl`` with the model's ``beta`` (minus the
             k-sample bound for an importance-weighted ``objective``).
-        epochs : int, default 10
+        epochs : int, default 24
         batch_size : int, default 128
             The last batch of an epoch may be smaller.
-        lr : float, default 1e-3
+        lr : float, default 3e-3
         optimizer : {"adam", "sgd"}, default "adam"
-        lr_schedule : {None, "cosine", "step", "exponential"} or callable, default None
+        lr_schedule : {None, "cosine", "step", "exponential"} or callable, default "cosine"
             Set every step: ``"cosine"`` anneals from ``lr`` to 0 over the run, ``"step"``
             multiplies by 0.1 at 50 % and again at 75 % of the steps, ``"exponential"``
             decays smoothly to ``0.01 * lr`` at the end; a callable ``f(step, total)``
@@ -120,7 +226,9 @@ class VAE(VAEModel):
             :class:`npvae.training.trainer.Callback` objects, or callables ``f(model, record)``
             called at the end of every epoch.
         warm_start : bool, default False
-            Keep the current weights instead of re-initialising them from ``seed``.
+            Keep the current weights instead of re-initialising them from ``seed``: the
+            built model goes on as it is, so parameters set since it was built do not
+            apply (they do at the next fit without ``warm_start``).
         corruption : {None, "mask", "salt-pepper", "gaussian"}, default None
             De-noising training: every step the encoder sees a freshly corrupted copy of
             the batch and the likelihood scores the clean batch. ``"mask"`` zeroes each
@@ -181,8 +289,11 @@ class VAE(VAEModel):
 
     # ------------------------------------------------------------------ inference
     def transform(self, X, y=None):
-        """Posterior means E_q[z | x], shape (N, Z): the features for a downstream model."""
-        return self.encode(X, self._sk_y(y))[0]
+        """Posterior means E_q[z | x], shape (N, Z): the features for a downstream model
+        (in the dtype of a float32/float64 ``X``, else the model's)."""
+        self._require_built()
+        x = self._check_x(X, "X")
+        return self.encode(x, self._sk_y(y))[0].astype(self._out_dtype(X), copy=False)
 
     def reconstruct(self, X, y=None):
         """``decode(mu(X))``: the mean of p(x | z = E_q[z]), shape (N, D)."""
@@ -231,8 +342,13 @@ class VAE(VAEModel):
         return -(recon + kl)
 
     def score(self, X, y=None):
-        """Mean ELBO over ``X`` (higher is better), for scikit-learn model selection."""
-        return float(self.elbo(X, self._sk_y(y)).mean())
+        """Mean ELBO over ``X`` in nats (higher is better), for scikit-learn's model
+        selection. Deterministic: its ``n_samples`` draws of z per example come from the
+        fixed seed :data:`~npvae.inference.metrics.EVAL_SEED`, so every call on the same
+        model and data agrees, and equals the validation ELBO that ``fit`` records for
+        ``validation_data=(X, y)`` (``-(val_recon + val_kl)``) and ``npvae eval``'s."""
+        return float(self.elbo(X, self._sk_y(y), n_samples=self.n_samples,
+                               rng=np.random.default_rng(metrics.EVAL_SEED)).mean())
 
     def log_likelihood(self, X, y=None, *, k=100, rng=None, batch_size=256):
         """Per-example IWAE estimate of log p(x) with ``k`` importance samples, shape (N,);
@@ -277,7 +393,7 @@ class VAE(VAEModel):
         else:
             get_activation(act)
         try:
-            model = cls(**kwargs, backend=backend)
+            model = cls(**kwargs, backend=backend).build(kwargs["input_dim"])
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: its config does not build a model: {exc}") from exc
         restore_params(model, arrays, path)
@@ -289,3 +405,13 @@ class VAE(VAEModel):
             model.params.data[...] = kept
         model.history_ = list(config.get("history", []))
         return model
+
+
+for _name in VAE._param_names():
+    if _name != "variance":  # the core keeps the variance inside its likelihood
+        setattr(VAE, _name, Param())
+        getattr(VAE, _name).__set_name__(VAE, _name)
+for _name in MODEL_STATE:
+    setattr(VAE, _name, ModelState())
+    getattr(VAE, _name).__set_name__(VAE, _name)
+del _name

@@ -1,11 +1,13 @@
 """The training loop: batches, schedules, KL warm-up, validation, early stopping,
 checkpoints, resume, Ctrl-C and divergence handling.
 
-Reproducibility. Five generators drive a run, derived from one seed with
+Reproducibility. Four generators drive a run, derived from one seed with
 ``SeedSequence([seed, 0x6E70]).spawn(5)``: shuffling, reparameterisation noise,
-stochastic binarisation, a fourth that is re-created every epoch so validation always
-sees the same noise, and a fifth that corrupts the encoder's input of a de-noising run
-(``corruption=...``). The same seed on the same machine gives bit-identical parameters.
+stochastic binarisation and, the fifth, the corruption of the encoder's input in a
+de-noising run (``corruption=...``; the fourth is unused). Validation draws its noise from
+a generator re-created every epoch from :data:`npvae.inference.metrics.EVAL_SEED`, so that
+epochs compare and the last one equals ``VAE.score`` and ``npvae eval`` on the same data.
+The same seed on the same machine gives bit-identical parameters.
 
 Resume. A checkpoint holds the parameters, the optimizer state (Adam's m, v, t), the
 RNG states, the epoch and step counters, the history and, mid-epoch, the running sums of
@@ -33,7 +35,7 @@ from tqdm.auto import tqdm
 from npvae.core import checks as chk
 from npvae.core.objectives import check_objective
 from npvae.core.optim import SGD, Adam
-from npvae.inference.metrics import elbo_terms, iwae_log_likelihood
+from npvae.inference.metrics import EVAL_SEED, elbo_terms, iwae_log_likelihood
 from npvae.training.checkpoint import (
     CheckpointError,
     check_shapes,
@@ -43,9 +45,11 @@ from npvae.training.checkpoint import (
 from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
-           "lr_factor", "thread_limits", "CHECKPOINT_KIND"]
+           "lr_factor", "thread_limits", "CHECKPOINT_KIND", "FIT_DEFAULTS"]
 
 CHECKPOINT_KIND = "npvae.VAE"
+# The training defaults of VAE.fit and of `npvae train`: one set, which the CLI reads here
+FIT_DEFAULTS = {"epochs": 24, "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine"}
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 LR_SCHEDULES = (None, "cosine", "step", "exponential")
 # constructor arguments that change the parameter layout or the noise shape
@@ -64,7 +68,10 @@ class TrainingDiverged(RuntimeError):
 
 class Callback:
     """Base class of training callbacks; override any hook. Set ``trainer.stop_training``
-    to stop after the current step (a checkpoint is written as for Ctrl-C)."""
+    to stop after the current step (a checkpoint is written as for Ctrl-C).
+
+    ``epoch`` counts from 1, as ``record["epoch"]``, ``history_`` and metrics.jsonl do;
+    ``step`` in ``on_step_end`` is the number of steps taken so far (1 after the first)."""
 
     def on_train_begin(self, trainer):
         pass
@@ -155,8 +162,9 @@ class Trainer:
     ``"completed"``, ``"early_stopping"``, ``"interrupted"``, ``"callback"`` or ``"diverged"``.
     """
 
-    def __init__(self, model, *, epochs=10, batch_size=128, lr=1e-3, optimizer="adam",
-                 lr_schedule=None, kl_warmup_epochs=0, free_bits=None,
+    def __init__(self, model, *, epochs=FIT_DEFAULTS["epochs"],
+                 batch_size=FIT_DEFAULTS["batch_size"], lr=FIT_DEFAULTS["lr"], optimizer="adam",
+                 lr_schedule=FIT_DEFAULTS["lr_schedule"], kl_warmup_epochs=0, free_bits=None,
                  early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
                  threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
                  resume=False, progress=True, callbacks=(), corruption=None,
@@ -221,7 +229,6 @@ class Trainer:
         ss = np.random.SeedSequence([self.seed, 0x6E70]).spawn(5)  # the first 4 as spawn(4)
         self.rng_shuffle, self.rng_noise, self.rng_binarize = (np.random.default_rng(s)
                                                                for s in ss[:3])
-        self._val_seed = ss[3]
         self.rng_corrupt = np.random.default_rng(ss[4])
         self.epoch = self.step = self.step_in_epoch = 0
         self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
@@ -406,7 +413,7 @@ class Trainer:
             self.epoch, self.step_in_epoch = e + 1, 0
             if self.patience is not None:
                 self._early_stopping(rec)
-            self._call("on_epoch_end", e, rec)
+            self._call("on_epoch_end", e + 1, rec)  # 1-based, as rec["epoch"]
             if self._signal is not None or self.stop_training:
                 self.stop_reason = "interrupted" if self._signal is not None else "callback"
             elif self.finished == "early_stopping":
@@ -429,7 +436,7 @@ class Trainer:
         if self.step_in_epoch == 0:
             self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
         snapshot = (m.params.data.copy(), self.opt.state_dict())  # the rollback target
-        self._call("on_epoch_begin", e)
+        self._call("on_epoch_begin", e + 1)
         p, t0 = self.partial, time.perf_counter() - self.partial["seconds"]
         bar = tqdm(total=spe, initial=self.step_in_epoch, desc=f"epoch {e + 1}/{self.epochs}",
                    unit="step", disable=not self.progress, leave=True)
@@ -484,12 +491,12 @@ class Trainer:
         if val is not None:
             m = self.model
             recon, kl = elbo_terms(m, val[0], val[1], n_samples=m.n_samples,
-                                   rng=np.random.default_rng(self._val_seed))
+                                   rng=np.random.default_rng(EVAL_SEED))
             rec.update(val_recon=float(recon.mean()), val_kl=float(kl.mean()),
                        val_loss=float(np.mean(recon + m.beta * kl)))
             if self.objective != "elbo":  # the bound trained on (at beta = 1), not the ELBO
                 ll = iwae_log_likelihood(m, val[0], val[1], k=self.k,
-                                         rng=np.random.default_rng(self._val_seed))
+                                         rng=np.random.default_rng(EVAL_SEED))
                 rec["val_loss"] = -float(ll.mean())
         return rec
 
