@@ -98,3 +98,17 @@ def test_bad_settings_are_refused_before_training(x):
         model().fit(x, epochs=1, k=5, **FIT)
     with pytest.raises(ValueError, match="objective must be one of"):
         model().fit(x, epochs=1, objective="m2", **FIT)
+
+
+def test_one_mpi_rank_equals_no_communicator_bit_for_bit(x, tmp_path):
+    """The data-parallel path draws the L k samples' noise for the global batch; with one
+    rank (MPI.COMM_SELF) it must be the plain IWAE run exactly, validation bound included."""
+    mpi = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    from npvae.training.distributed import DataParallel
+
+    kw = {**FIT, "epochs": 2, "objective": "iwae-dreg", "k": 3, "validation_data": (x[:30],),
+          "threads": 1}
+    plain = model(n_samples=2).fit(x, **kw)
+    one = model(n_samples=2).fit(x, **kw, comm=DataParallel(mpi.COMM_SELF, check_every=1))
+    np.testing.assert_array_equal(one.params.data, plain.params.data)
+    assert without_seconds(one.history_) == without_seconds(plain.history_)

@@ -24,25 +24,31 @@ def main(argv=None, *, callbacks=()):
     """Run the command line; return the exit status (0 ok, 1 training diverged, 2 user
     error, 130 interrupted by Ctrl-C, 143 by SIGTERM). ``callbacks`` are passed to
     ``VAE.fit`` by ``train``."""
-    from npvae.cli import commands  # after parsing: --help stays fast
+    from npvae.cli import commands, parallel  # after parsing: --help stays fast
 
     parser = build_parser()
+    root = parallel.is_root()  # under mpiexec, rank 0 alone prints
     try:
-        args, extra = parser.parse_known_args(argv)
-        if extra:  # point to the help of the command they were given to
-            where = parser.commands.get(args.command, parser)
-            where.error(f"unrecognized arguments: {' '.join(extra)}")
+        with parallel.silenced(not root):
+            args, extra = parser.parse_known_args(argv)
+            if extra:  # point to the help of the command they were given to
+                where = parser.commands.get(args.command, parser)
+                where.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version, or a bad option (message printed)
         return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
-        parser.print_help()
+        with parallel.silenced(not root):
+            parser.print_help()
         return 0
     try:
+        parallel.check_command(args.command)
         return getattr(commands, args.func)(args, callbacks=callbacks) or 0
-    except CLIError as exc:
-        print(f"npvae {args.command}: error: {exc}", file=sys.stderr)
+    except CLIError as exc:  # under MPI raised on every rank alike
+        if root:
+            print(f"npvae {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        parallel.abort_on_interrupt()
         print(f"npvae {args.command}: aborted", file=sys.stderr)
         return 130
 

@@ -119,32 +119,42 @@ def _objective(opts):
 
 
 def train(args, callbacks=()):
+    from npvae.cli import parallel
+    from npvae.training.distributed import RanksDiverged
     from npvae.training.trainer import TrainingDiverged
 
-    opts, run_dir, resuming = _train_options(args)
+    dp = parallel.data_parallel("train")  # None unless started by mpiexec -n P, P > 1
+    root = dp is None or dp.is_root
+    if not root:  # rank 0 prints and writes for the whole job
+        args.quiet = args.no_figures = True
+    opts, run_dir, resuming = parallel.from_root(dp, lambda: _train_options(args))
     k = _objective(opts)
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
     source = opts["data"] or opts["dataset"]
     _say(args, f"loading {source} ...")
-    ds, x_test = runs.load_data(opts, progress=progress)
+    ds, x_test = parallel.root_first(dp, lambda: runs.load_data(opts, progress=progress))
     classes = runs.class_info(ds) if opts["conditional"] else None
     cond = classes[0] if classes else 0
     y_train = runs.one_hot(ds.y_train, cond) if classes else None
     y_test = runs.one_hot(ds.y_test, cond) if classes else None
     model = _build_model(opts, ds.x_train.shape[1], cond)
     if run_dir is None:
-        run_dir = _prepare_run_dir(args, opts)
+        run_dir = parallel.from_root(dp, lambda: _prepare_run_dir(args, opts))
     ckpt = os.path.join(run_dir, CHECKPOINT)
     config = {"command": "npvae train", "options": opts,
               "model": {**model.config(), "backend": model.backend},
               "dataset": _dataset_info(ds, x_test, classes), "versions": runs.versions(),
+              "mpi_processes": 1 if dp is None else dp.size,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": None}
-    if resuming:  # config.json is rewritten once the resumed fit accepted the options
+    if resuming and root:  # config.json is rewritten once the resumed fit accepted the options
         config["created"] = runs.read_run_config(run_dir).get("created", config["created"])
-    else:
+    elif root:
         runs.write_json(os.path.join(run_dir, CONFIG), config)
     _say(args, f"training {model!r}\n  on {len(ds.x_train)} {ds.name} examples "
                f"({len(x_test)} for validation); run folder {run_dir}")
+    if dp is not None:
+        _say(args, f"  data-parallel on {dp.size} MPI processes: each takes 1/{dp.size} of "
+                   f"every batch of {opts['batch_size']}")
     t0 = time.perf_counter()
     status, error, trained = 0, None, []
     callbacks = [*callbacks, lambda m, rec: trained.append(rec["epoch"])]
@@ -158,11 +168,18 @@ def train(args, callbacks=()):
                       threads=opts["threads"],
                       binarize="stochastic" if opts["binarize"] == "stochastic" else None,
                       checkpoint_path=ckpt, resume=resuming, progress=progress,
-                      callbacks=callbacks, objective=opts["objective"], k=opts["k"])
+                      callbacks=callbacks, objective=opts["objective"], k=opts["k"], comm=dp)
     except TrainingDiverged as exc:
         status, error = 1, " ".join(str(exc).split())
+    except RanksDiverged as exc:  # raised on every rank alike
+        if root:
+            print(f"npvae train: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     except ValueError as exc:  # bad settings, or a checkpoint that does not fit them
         raise CLIError(" ".join(str(exc).split())) from exc
+    if not root:  # rank 0 writes the metrics, figures and config, and reports
+        interrupted = model.stop_reason_ == "interrupted"
+        return status or (128 + int(model.stop_signal_ or signal.SIGINT) if interrupted else 0)
     history = getattr(model, "history_", [])
     runs.write_metrics(os.path.join(run_dir, METRICS), history)
     stop = "diverged" if status else model.stop_reason_

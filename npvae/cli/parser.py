@@ -139,7 +139,9 @@ def build_parser():
         "a run folder: checkpoint.npz, config.json, "
         "metrics.jsonl (one line per epoch) and figures (loss curves, reconstructions, "
         "samples, latent traversals; for a 2-D latent space the latent map and the decoded "
-        "manifold). Ctrl-C saves a checkpoint; `npvae train --resume RUN_DIR` continues it."),
+        "manifold). Ctrl-C saves a checkpoint; `npvae train --resume RUN_DIR` continues it. "
+        "Started by `mpiexec -n P` (pip install 'npvae[mpi]'), the P processes train "
+        "data-parallel and rank 0 writes the run folder."),
         epilog="example: npvae train --dataset digits --latent-dim 2 --epochs 50")
     _add_data_options(t, train=True)
     g = t.add_argument_group("model")
@@ -179,8 +181,9 @@ def build_parser():
     g.add_argument("--epochs", type=_int(1), help=(
         f"passes over the training set; with --resume, the total to reach "
         f"(default: {d['epochs']})"))
-    g.add_argument("--batch-size", type=_int(1), metavar="N",
-                   help=f"examples per gradient step (default: {d['batch_size']})")
+    g.add_argument("--batch-size", type=_int(1), metavar="N", help=(
+        f"examples per gradient step; under mpiexec the global batch, split over the "
+        f"processes (default: {d['batch_size']})"))
     g.add_argument("--lr", type=_float(0, strict=True),
                    help=f"Adam learning rate (default: {d['lr']:g})")
     g.add_argument("--lr-schedule", choices=("none", "cosine", "step", "exponential"), help=(
@@ -196,8 +199,9 @@ def build_parser():
     g.add_argument("--seed", type=_int(0), help=(
         "seeds weights, shuffling and noise; the same seed repeats a run bit for bit "
         "(default: 0; the data split never depends on it)"))
-    g.add_argument("--threads", type=_int(1), metavar="N",
-                   help="cap BLAS and Numba threads (default: leave as they are)")
+    g.add_argument("--threads", type=_int(1), metavar="N", help=(
+        "cap BLAS and Numba threads (default: leave as they are; under mpiexec: the "
+        "node's CPUs divided by its processes)"))
     g = t.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help=(
         "run folder to create (default: runs/<dataset>-<date>-<time>, never reused)"))

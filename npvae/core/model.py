@@ -338,7 +338,7 @@ class VAEModel:
         self.encoder.backward(ws["dh"], enc_in, ws["enc"], False, k, _defer)
         return loss, {"loss": loss, "recon": recon, "kl": kl}
 
-    def train_step(self, x, optimizer, y=None, **loss_kw):
+    def train_step(self, x, optimizer, y=None, *, reduce=None, **loss_kw):
         """One optimisation step: :meth:`loss_and_grad`, then ``optimizer.step()``.
 
         With :class:`~npvae.core.optim.Adam` (no clipping) and a small batch, the gradients of the
@@ -351,8 +351,13 @@ class VAEModel:
         the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
         not depend on the thread count.
 
-        Raises FloatingPointError, before any update, if the loss is not finite.
-        Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
+        ``reduce(loss, parts) -> (loss, parts)``, if given, runs between the backward pass
+        and the update, when the whole gradient is in ``params.grad``: data-parallel
+        training sums the ranks' gradients there (:mod:`npvae.training.distributed`). It
+        turns the fused path off, since that path never forms the fused blocks.
+
+        Raises FloatingPointError, before any update, if the loss (after ``reduce``) is
+        not finite. Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
         """
         from npvae.core.optim import Adam
 
@@ -361,14 +366,19 @@ class VAEModel:
         layers = ()
         bound = objectives.get_objective(loss_kw.pop("objective", None), loss_kw.pop("k", None))
         rows = np.shape(x)[0] * self.n_samples * (1 if bound is None else bound.k)
-        if (isinstance(optimizer, Adam) and optimizer.clip_norm is None
+        if (reduce is None and isinstance(optimizer, Adam) and optimizer.clip_norm is None
                 and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
             layers = tuple(layer for layer in self.encoder.layers + self.decoder.layers
                            if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS)
         loss, parts = self.loss_and_grad(x, y, objective=bound, _defer=layers, **loss_kw)
+        if reduce is not None:
+            loss, parts = reduce(loss, parts)
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss}; no update was made")
-        optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
+        if layers:
+            optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
+        else:  # SGD.step takes no deferred blocks
+            optimizer.step()
         return loss, parts
 
     # ------------------------------------------------------------------ encode / decode

@@ -167,7 +167,7 @@ class VAE(EstimatorMixin, VAEModel):
             early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
             threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
             resume=False, progress=True, callbacks=(), warm_start=False, corruption=None,
-            corruption_level=0.3, objective="elbo", k=None):
+            corruption_level=0.3, objective="elbo", k=None, comm=None):
         """Train the model by minibatch stochastic optimisation of -ELBO (or of an
         importance-weighted bound, ``objective=...``).
 
@@ -208,7 +208,8 @@ class VAE(EstimatorMixin, VAEModel):
             weights are always initialised from the model's ``seed``).
         threads : int, optional
             Cap BLAS threads (through threadpoolctl, if installed) and Numba threads for
-            the run; None leaves both as they are.
+            the run; None leaves both as they are (with ``comm``: the node's CPUs divided
+            by its ranks).
         binarize : {None, "stochastic"}
             ``"stochastic"`` re-draws ``Bernoulli(X)`` every epoch (X in [0, 1]); the
             validation data is binarised once, with a fixed seed.
@@ -254,6 +255,16 @@ class VAE(EstimatorMixin, VAEModel):
             Importance samples per bound (default 5); only with an importance-weighted
             objective. Saved in the checkpoint with ``objective``, like every training
             setting.
+        comm : mpi4py communicator or DataParallel, optional
+            Data-parallel training over MPI (``pip install 'npvae[mpi]'``), e.g.
+            ``comm=MPI.COMM_WORLD`` in a script run by ``mpiexec -n P python -m mpi4py
+            script.py``. Every rank calls ``fit`` with the same data and settings; each
+            takes its shard of every global batch of ``batch_size`` rows, the gradients are
+            summed, and all ranks end with the same weights. Only rank 0 writes the
+            checkpoint and shows the progress bar; callbacks run on every rank
+            (``trainer.is_root`` tells rank 0). Pass
+            ``npvae.training.distributed.DataParallel(comm, check_every=...)`` to choose how
+            often the ranks' weights are compared. See :mod:`npvae.training.distributed`.
 
         Returns
         -------
@@ -264,6 +275,8 @@ class VAE(EstimatorMixin, VAEModel):
         npvae.training.trainer.TrainingDiverged
             The loss or gradient became NaN/inf; the weights are rolled back to the start
             of that epoch and the last checkpoint is left as it was.
+        npvae.training.distributed.RanksDiverged
+            With ``comm``: the ranks' weights stopped being bit-identical.
         """
         trainer = Trainer(
             self, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
@@ -272,7 +285,7 @@ class VAE(EstimatorMixin, VAEModel):
             weight_decay=weight_decay, seed=seed, threads=threads, binarize=binarize,
             checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, resume=resume,
             progress=progress, callbacks=callbacks, corruption=corruption,
-            corruption_level=corruption_level, objective=objective, k=k)
+            corruption_level=corruption_level, objective=objective, k=k, comm=comm)
         try:
             trainer.fit(X, self._sk_y(y), validation_data, reinit=not warm_start)
         finally:

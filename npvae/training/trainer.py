@@ -17,6 +17,9 @@ redraws the same permutation and binary data, skips the steps already taken and
 continues, so a resumed run (from an epoch boundary or from a Ctrl-C mid-epoch) equals an
 uninterrupted one bit for bit, provided the same training settings (``epochs`` too when an
 lr schedule is used).
+
+Data parallelism. With ``comm=`` (an mpi4py communicator) the same loop runs on every rank,
+each on its shard of every batch; :mod:`npvae.training.distributed` holds what differs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import signal
 import threading
 import time
 import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -43,6 +46,7 @@ from npvae.training.checkpoint import (
     save_checkpoint,
 )
 from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
+from npvae.training.distributed import DataParallel, resize_note
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
            "lr_factor", "thread_limits", "CHECKPOINT_KIND", "FIT_DEFAULTS"]
@@ -168,7 +172,7 @@ class Trainer:
                  early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
                  threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
                  resume=False, progress=True, callbacks=(), corruption=None,
-                 corruption_level=0.3, objective="elbo", k=None):
+                 corruption_level=0.3, objective="elbo", k=None, comm=None):
         self.model = model
         self.epochs = chk.positive_int(epochs, "epochs")
         self.batch_size = chk.positive_int(batch_size, "batch_size")
@@ -196,6 +200,11 @@ class Trainer:
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = int(seed)
         self.threads = None if threads is None else chk.positive_int(threads, "threads")
+        self.dist = None  # data-parallel over MPI (npvae.training.distributed)
+        if comm is not None:
+            self.dist = comm if isinstance(comm, DataParallel) else DataParallel(comm)
+            if threads is None:  # one process per core, not every process on every core
+                self.threads = self.dist.default_threads()
         self.binarize = _choice(binarize, "binarize", (None, "stochastic"))
         _choice(corruption, "corruption", (None, *CORRUPTIONS))
         self.corruption = corruption
@@ -258,16 +267,35 @@ class Trainer:
                     "binarize": binar, "corrupt": self.rng_corrupt.bit_generator.state},
             "partial": dict(self.partial), "best": dict(self.best),
             "optimizer": {k: v for k, v in sd.items() if not isinstance(v, np.ndarray)},
+            "world_size": self._world_size(),
         }
         return arrays, {**m.config(), "history": self.history, "training": training}
 
+    def _world_size(self):
+        return 1 if self.dist is None else self.dist.size
+
+    @property
+    def is_root(self):
+        """True on MPI rank 0, and without MPI: the process that writes files and shows bars."""
+        return self.dist is None or self.dist.is_root
+
     def _save(self):
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and self.is_root:
             arrays, config = self._state()
             save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
 
+    def _read(self, path):
+        """``(arrays, config)`` of the checkpoint at ``path``, or None if there is no file."""
+        return load_checkpoint(path, kind=CHECKPOINT_KIND)[:2] if os.path.exists(path) else None
+
     def _load(self, path):
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        """Resume from ``path`` if it exists (under MPI: rank 0 reads, every rank restores)."""
+        if self.dist is not None:
+            self.dist.resume(path, lambda: self._read(path), self._restore)
+        elif os.path.exists(path):
+            self._restore(*self._read(path), path)
+
+    def _restore(self, arrays, config, path):
         tr = config.get("training")
         if tr is None:
             raise CheckpointError(f"{path} holds a saved model without training state, so "
@@ -293,6 +321,9 @@ class Trainer:
         if changed:
             warnings.warn(f"resuming {path} with different {', '.join(changed)}; the run "
                           "will not reproduce an uninterrupted one", stacklevel=4)
+        if tr.get("world_size", 1) != self._world_size():
+            warnings.warn(f"{path}: {resize_note(tr.get('world_size', 1), self._world_size())}",
+                          stacklevel=4)
         self.seed = int(tr["seed"])
         self._reset()
         state = {**tr["optimizer"], **{k[6:]: a for k, a in arrays.items()
@@ -328,13 +359,16 @@ class Trainer:
         if self.binarize and (X.min() < 0 or X.max() > 1):
             raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
         self._reset()
-        if self.resume and os.path.exists(self.checkpoint_path):
-            self._load(self.checkpoint_path)
+        with self._collective():
+            if self.dist is not None:  # same data and settings everywhere, rank 0's weights
+                self.dist.setup(self, X, y, val)
+            if self.resume:
+                self._load(self.checkpoint_path)
         if val is not None and self.binarize:  # binarised once, so epochs are comparable
             rb = np.random.default_rng(np.random.SeedSequence([self.seed, 0x6E70, 1]))
             val = ((rb.random(val[0].shape, dtype=m.dtype) < val[0]).astype(m.dtype), val[1])
         self.stop_training, self._signal = False, None
-        with thread_limits(self.threads), self._signal_guard():
+        with thread_limits(self.threads), self._signal_guard(), self._collective(signals=True):
             self._call("on_train_begin")
             try:
                 self._run(X, y, val)
@@ -353,6 +387,19 @@ class Trainer:
             raise ValueError("validation_data must be (X_val,) or (X_val, y_val)")
         xv, yv = (list(validation_data) + [None])[:2]
         return xv, (yv if self.model.cond_dim else None)
+
+    def _collective(self, signals=False):
+        """Under MPI: abort all ranks on an exception raised on one (see DataParallel.guard);
+        with ``signals``, the ranks agree on Ctrl-C / SIGTERM. Without MPI: nothing."""
+        if self.dist is None:
+            return nullcontext()
+        return self.dist.guard(signals, agreed=(TrainingDiverged,))
+
+    def _stop_requested(self):
+        """A signal or a callback asked to stop; under MPI, what the ranks last agreed."""
+        if self.dist is not None:
+            return self.dist.stop_agreed
+        return self._signal is not None or self.stop_training
 
     def _call(self, hook, *args):
         for cb in self.callbacks:
@@ -414,6 +461,8 @@ class Trainer:
             if self.patience is not None:
                 self._early_stopping(rec)
             self._call("on_epoch_end", e + 1, rec)  # 1-based, as rec["epoch"]
+            if self.dist is not None:  # every rank stops after the same epoch, or none
+                self.dist.check_in_sync(self, f"the end of epoch {e + 1}", agree=True)
             if self._signal is not None or self.stop_training:
                 self.stop_reason = "interrupted" if self._signal is not None else "callback"
             elif self.finished == "early_stopping":
@@ -439,21 +488,25 @@ class Trainer:
         self._call("on_epoch_begin", e + 1)
         p, t0 = self.partial, time.perf_counter() - self.partial["seconds"]
         bar = tqdm(total=spe, initial=self.step_in_epoch, desc=f"epoch {e + 1}/{self.epochs}",
-                   unit="step", disable=not self.progress, leave=True)
+                   unit="step", disable=not (self.progress and self.is_root), leave=True)
         with bar:
             for b in range(self.step_in_epoch, spe):
-                idx = perm[b * bs:(b + 1) * bs]
-                yb = None if y is None else np.take(y, idx, axis=0)
+                idx = mine = perm[b * bs:(b + 1) * bs]
+                if self.dist is not None:  # this rank's shard of the global batch
+                    mine = idx[self.dist.shard(len(idx))]
+                yb = None if y is None else np.take(y, mine, axis=0)
                 beta = m.beta * (min(1.0, self.step / warm) if warm > 0 else 1.0)
                 lr = self.opt.lr = self.lr * lr_factor(self.lr_schedule, self.step, total)
-                xb, target = np.take(X, idx, axis=0), None
+                xb, target = np.take(X, mine, axis=0), None
                 if self.corruption is not None:  # encode a corrupted copy, score the clean one
-                    xb, target = corrupt(xb, self.corruption, self.corruption_level,
-                                         self.rng_corrupt), xb
+                    xb, target = self._corrupt(X, idx, xb), xb
+                kw = {"beta": beta, "free_bits": self.free_bits, "target": target,
+                      "check_input": False, **self._objective_kw}
                 try:  # the step the benchmark times; a non-finite loss makes no update
-                    loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, beta=beta,
-                                               free_bits=self.free_bits, target=target,
-                                               check_input=False, **self._objective_kw)
+                    if self.dist is None:
+                        loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, **kw)
+                    else:  # the global batch's loss, on every rank
+                        loss, parts = self.dist.train_step(self, xb, yb, len(idx), **kw)
                 except FloatingPointError as exc:
                     self._diverge(snapshot, str(exc))
                 self.step += 1
@@ -466,7 +519,7 @@ class Trainer:
                 if self.progress:
                     bar.set_postfix({k: f"{p[k] / p['rows']:.4g}" for k in ("loss", "recon", "kl")},
                                     refresh=False)
-                if self._signal is not None or self.stop_training:
+                if self._stop_requested():
                     break
             p["seconds"] = time.perf_counter() - t0
             if self.step_in_epoch < spe:
@@ -482,22 +535,35 @@ class Trainer:
                              if rec[k] is not None}, refresh=True)
         return rec
 
+    def _corrupt(self, X, idx, xb):
+        """The corrupted copy of the batch ``xb``; under MPI drawn for the whole global
+        batch ``idx`` (so every P draws the same) and cut to this rank's shard."""
+        if self.dist is None:
+            return corrupt(xb, self.corruption, self.corruption_level, self.rng_corrupt)
+        whole = corrupt(np.take(X, idx, axis=0), self.corruption, self.corruption_level,
+                        self.rng_corrupt)
+        return whole[self.dist.shard(len(idx))]
+
     def _record(self, e, beta, lr, val):
         p = self.partial
         r = max(p["rows"], 1)
         rec = {"epoch": e + 1, "train_loss": p["loss"] / r, "train_recon": p["recon"] / r,
                "train_kl": p["kl"] / r, "val_loss": None, "val_recon": None, "val_kl": None,
                "beta": float(beta), "lr": float(lr), "seconds": p["seconds"]}
-        if val is not None:
+        if val is not None and self.dist is not None:  # sharded over the ranks
+            recon, kl, loss = self.dist.validation(self.model, val, EVAL_SEED)
+            rec.update(val_recon=recon, val_kl=kl, val_loss=loss)
+        elif val is not None:
             m = self.model
             recon, kl = elbo_terms(m, val[0], val[1], n_samples=m.n_samples,
                                    rng=np.random.default_rng(EVAL_SEED))
             rec.update(val_recon=float(recon.mean()), val_kl=float(kl.mean()),
                        val_loss=float(np.mean(recon + m.beta * kl)))
-            if self.objective != "elbo":  # the bound trained on (at beta = 1), not the ELBO
-                ll = iwae_log_likelihood(m, val[0], val[1], k=self.k,
-                                         rng=np.random.default_rng(EVAL_SEED))
-                rec["val_loss"] = -float(ll.mean())
+        if val is not None and self.objective != "elbo":  # the bound trained on (beta = 1);
+            # with MPI every rank computes it whole, so all agree
+            ll = iwae_log_likelihood(self.model, val[0], val[1], k=self.k,
+                                     rng=np.random.default_rng(EVAL_SEED))
+            rec["val_loss"] = -float(ll.mean())
         return rec
 
     def _early_stopping(self, rec):
