@@ -66,7 +66,7 @@ def test_sample_shape_and_range(trained):
     xs = trained.sample(50, rng=np.random.default_rng(1), mean=False)
     assert set(np.unique(xs)) <= {0.0, 1.0}
     np.testing.assert_array_equal(trained.sample(7, rng=3), trained.sample(7, rng=3))
-    with pytest.raises(ValueError, match="n must be a positive integer"):
+    with pytest.raises(ValueError, match="n must be >= 1"):
         trained.sample(0)
 
 

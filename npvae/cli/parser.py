@@ -120,6 +120,10 @@ def _add_data_options(p, *, train):
     g.add_argument("--cache-dir", metavar="DIR", help=(
         "download cache for mnist/fashion-mnist (default: $NPVAE_DATA_DIR, else "
         "~/.cache/npvae)"))
+    g.add_argument("--download-timeout", type=_float(0, strict=True), metavar="SECONDS",
+                   help=("mnist/fashion-mnist downloads give up when the server sends nothing "
+                         "for SECONDS, or when one file takes 10x SECONDS in all "
+                         "(default: 60)"))
 
 
 def build_parser():

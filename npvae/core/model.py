@@ -23,7 +23,7 @@ from collections import OrderedDict
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core import objectives
+from npvae.core import memory, objectives
 from npvae.core.layers import MLP
 from npvae.core.likelihoods import get_likelihood
 from npvae.core.params import ParamBuffer
@@ -87,6 +87,7 @@ class VAEModel:
             tuple(reversed(self.hidden)) if decoder_hidden is None else decoder_hidden,
             "decoder_hidden")
         self.activation = activation
+        self.variance = variance = chk.positive_float(variance, "variance")  # even unused
         if isinstance(likelihood, str):
             self.likelihood = get_likelihood(
                 likelihood, **({} if likelihood.lower() == "bernoulli" else {"variance": variance}))
@@ -97,12 +98,8 @@ class VAEModel:
         self.free_bits = chk.nonnegative_float(free_bits, "free_bits")
         self.cond_dim = chk.positive_int(cond_dim, "cond_dim", minimum=0)
         self.dtype = chk.float_dtype(dtype)
-        if init not in ("auto", "he", "glorot"):
-            raise ValueError(f"init must be 'auto', 'he' or 'glorot', got {init!r}")
-        self.init = init
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.init = chk.choice(init, "init", ("auto", "he", "glorot"))
+        self.seed = chk.seed(seed)
         self.kernels = get_kernels(backend)
         self.backend = self.kernels.name
         self.input_dim = None
@@ -112,25 +109,18 @@ class VAEModel:
 
     @staticmethod
     def _sizes(sizes, argname):
-        if isinstance(sizes, (int, np.integer)):
-            sizes = (sizes,)
-        sizes = tuple(sizes)
-        for s in sizes:
-            chk.positive_int(s, f"every entry of {argname}")
-        return tuple(int(s) for s in sizes)
+        return chk.layer_sizes(sizes, argname)
 
     # ------------------------------------------------------------------------ building
     def build(self, input_dim):
         """Create the networks and the parameter buffer for data of dimension ``input_dim``,
         and initialise the weights from ``seed``."""
         d, z, c = int(input_dim), self.latent_dim, self.cond_dim
+        self.check_memory(d)
+        shapes = self.param_shapes(d)
         self.input_dim = d
         self.encoder = MLP([d + c, *self.encoder_hidden, 2 * z], self.activation, name="encoder")
         self.decoder = MLP([z + c, *self.decoder_hidden, d], self.activation, name="decoder")
-        shapes = OrderedDict()
-        shapes.update(self.encoder.param_shapes())
-        shapes.update(self.decoder.param_shapes())
-        shapes.update(self.likelihood.param_shapes(d))
         self.params = ParamBuffer(shapes, self.dtype)
         for part in (self.encoder, self.decoder, self.likelihood):
             part.bind(self.params)
@@ -141,6 +131,35 @@ class VAEModel:
         self.rng = np.random.default_rng([self.seed, 1])  # the model's own noise stream
         self._workspaces = OrderedDict()
         return self
+
+    def param_shapes(self, input_dim):
+        """Ordered names and shapes of the parameters for ``input_dim`` features, as
+        :meth:`build` lays them out (nothing is allocated)."""
+        d, z, c = int(input_dim), self.latent_dim, self.cond_dim
+        shapes = OrderedDict()
+        shapes.update(MLP([d + c, *self.encoder_hidden, 2 * z], self.activation,
+                          name="encoder").param_shapes())
+        shapes.update(MLP([z + c, *self.decoder_hidden, d], self.activation,
+                          name="decoder").param_shapes())
+        shapes.update(self.likelihood.param_shapes(d))
+        return shapes
+
+    def check_memory(self, input_dim, batch_size=None):
+        """Raise :class:`~npvae.core.memory.MemoryBudgetError` (a ValueError) if the model for
+        ``input_dim`` features (and, with ``batch_size``, its training) would not fit in memory;
+        checked before anything is allocated."""
+        args = (input_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
+                self.cond_dim, self.dtype.itemsize)
+        what = (f"a VAE with input_dim={input_dim}, latent_dim={self.latent_dim}, "
+                f"encoder_hidden={self.encoder_hidden}, decoder_hidden={self.decoder_hidden}")
+        if batch_size is None:
+            memory.check_memory(memory.model_bytes(*args), what,
+                                "use smaller hidden layers or a smaller latent_dim")
+        else:
+            memory.check_memory(memory.training_bytes(*args, batch_size, self.n_samples),
+                                f"training {what} with batch_size={batch_size} and "
+                                f"n_samples={self.n_samples}",
+                                "use a smaller batch_size, fewer samples, or smaller layers")
 
     def __getstate__(self):
         # pickle/deepcopy: the kernels (Numba dispatchers, the BLAS pool's ctypes handles)
@@ -455,7 +474,7 @@ class VAEModel:
             "decoder_hidden": list(self.decoder_hidden),
             "activation": act if isinstance(act, str) else {"name": act.name, "param": act.param},
             "likelihood": self.likelihood.name,
-            "variance": getattr(self.likelihood, "variance", 1.0),
+            "variance": getattr(self.likelihood, "variance", self.variance),
             "beta": self.beta, "n_samples": self.n_samples, "free_bits": self.free_bits,
             "cond_dim": self.cond_dim, "dtype": self.dtype.name, "init": self.init,
             "seed": self.seed,

@@ -103,7 +103,8 @@ def dataset_name(name):
 
 
 def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_test=None,
-                 size=None, progress=True, key=None, label_key=None, test_fraction=0.1):
+                 size=None, progress=True, key=None, label_key=None, test_fraction=0.1,
+                 timeout=60.0):
     """Load a dataset by name, as float32 in [0, 1] with a deterministic train/test split.
 
     Parameters
@@ -131,6 +132,9 @@ def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_tes
         Array names inside a ``.npz`` (see :func:`load_array_file`).
     test_fraction : float
         Share of a user file's rows held out for testing, when ``n_test`` is not given.
+    timeout : float, default 60
+        (Fashion-)MNIST downloads: seconds to wait for the server on each read; one file may
+        take ``10 * timeout`` in all (see :func:`fetch_mnist`).
 
     Returns
     -------
@@ -155,7 +159,7 @@ def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_tes
         if data is None:
             raise ValueError("name='file' needs data=<path to a .npy or .npz file>")
         return _file(data, rng, n_train, n_test, key, label_key, test_fraction)
-    raw = fetch_mnist(kind, cache_dir=cache_dir, progress=progress)
+    raw = fetch_mnist(kind, cache_dir=cache_dir, progress=progress, timeout=timeout)
     x_train, y_train = _subset(raw.x_train, raw.y_train, n_train, rng, "n_train")
     x_test, y_test = _subset(raw.x_test, raw.y_test, n_test, rng, "n_test")
     labels = FASHION_LABELS if kind == "fashion-mnist" else tuple(str(i) for i in range(10))

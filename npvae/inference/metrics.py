@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from npvae.core import checks as chk
+from npvae.core.memory import check_memory
 from npvae.core.objectives import log_prior_ratio
 
 __all__ = ["elbo_terms", "iwae_log_likelihood", "active_units", "kl_per_dimension",
@@ -39,9 +41,8 @@ _MAX_ELEMENTS = 1 << 22  # decoder outputs held at once (k-chunk * rows * D)
 
 
 def _rng(rng, model):
-    if rng is None:
-        return model.rng
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = chk.generator(rng, "rng")
+    return model.rng if rng is None else rng
 
 
 def _checked(model, X, y):
@@ -74,7 +75,9 @@ def elbo_terms(model, X, y=None, *, n_samples=1, rng=None):
     y : array_like (N, C), optional
         Metadata of a conditional model.
     n_samples : int, default 1
-        Monte Carlo samples of z per example for the reconstruction term.
+        Monte Carlo samples of z per example for the reconstruction term. They are drawn
+        and decoded in chunks of at most about 4M decoder outputs, as in
+        :func:`iwae_log_likelihood`, so memory does not grow with ``n_samples``.
     rng : numpy.random.Generator or int, optional
         Source of the noise (default: the model's generator).
 
@@ -87,16 +90,21 @@ def elbo_terms(model, X, y=None, *, n_samples=1, rng=None):
         The ELBO is ``-(recon + kl)``; a beta-VAE's loss is ``recon + beta * kl``.
     """
     X, y = _checked(model, X, y)
+    n_samples = chk.positive_int(n_samples, "n_samples")
     rng = _rng(rng, model)
-    n = X.shape[0]
+    n, d = X.shape
     recon, kl = np.empty(n), np.empty(n)
     for start in range(0, n, _ROWS):
         s = slice(start, min(start + _ROWS, n))
-        mu, lv = model.encode(X[s], None if y is None else y[s])
+        xb, yb = X[s], None if y is None else y[s]
+        mu, lv = model.encode(xb, yb)
         kl[s] = _kl_terms(mu, lv).sum(axis=1)
-        eps = rng.standard_normal((n_samples, *mu.shape))
-        z = mu + np.exp(0.5 * lv.astype(np.float64)) * eps
-        recon[s] = _decode_nll(model, z, X[s], None if y is None else y[s]).mean(axis=0)
+        std, nb, total = np.exp(0.5 * lv.astype(np.float64)), xb.shape[0], 0.0
+        kc = max(1, _MAX_ELEMENTS // (nb * d))  # samples per chunk, as iwae_log_likelihood
+        for k0 in range(0, n_samples, kc):  # the same draws as one (S, n, Z) array
+            eps = rng.standard_normal((min(kc, n_samples - k0), *mu.shape))
+            total = total + _decode_nll(model, mu + std * eps, xb, yb).sum(axis=0)
+        recon[s] = total / n_samples
     return recon, kl
 
 
@@ -122,12 +130,14 @@ def iwae_log_likelihood(model, X, y=None, *, k=100, rng=None, batch_size=256):
         ``logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k``, in nats.
     """
     X, y = _checked(model, X, y)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = chk.positive_int(k, "k")
+    batch_size = chk.positive_int(batch_size, "batch_size")
     rng = _rng(rng, model)
     n, d = X.shape
     out = np.empty(n)
     rows = max(1, min(int(batch_size), n))
+    check_memory(8 * k * rows, f"the IWAE estimate with k={k} importance samples for "
+                 f"{rows} rows at a time", "use a smaller k or batch_size")
     for start in range(0, n, rows):
         s = slice(start, min(start + rows, n))
         xb, yb = X[s], None if y is None else y[s]

@@ -26,6 +26,9 @@ import zlib
 
 import numpy as np
 
+from npvae.core.memory import MemoryBudgetError, check_memory
+from npvae.core.safe_npz import MAX_MEMBERS, NpzReader, UnsafeFileError
+
 __all__ = [
     "CheckpointError",
     "FORMAT_NAME",
@@ -39,10 +42,12 @@ __all__ = [
 FORMAT_NAME = "npvae-checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "__meta__.json"
+MAX_META_BYTES = 64 << 20  # the JSON metadata: config and history, far below this
+MAX_JSON_DEPTH = 64  # a real config nests 4 levels
 
 # Dtype kinds that ``.npy`` stores without pickle and that compare exactly:
 # bool, signed/unsigned int, float, complex, bytes, unicode.
-_ALLOWED_KINDS = "biufcSU"
+_ALLOWED_KINDS = "biufcSU"  # as npvae.core.safe_npz.ALLOWED_KINDS
 # Segments of letters, digits, '_', '.', '-' joined by '/'; no leading '.' or '_'
 # in the first segment ('__' names are reserved for the format itself).
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
@@ -230,8 +235,12 @@ def _fsync_directory(directory):
 # ----------------------------------------------------------------------------- load
 
 
-def load_checkpoint(path, *, kind=None):
+def load_checkpoint(path, *, kind=None, check=None):
     """Read and verify a checkpoint written by `save_checkpoint`.
+
+    Nothing is trusted: the file must be a regular file, the manifest's types and sizes
+    must agree with the archive's real member sizes, and ``check`` (if given) sees the
+    metadata before any array is allocated. See :mod:`npvae.core.safe_npz`.
 
     Parameters
     ----------
@@ -239,6 +248,11 @@ def load_checkpoint(path, *, kind=None):
         The checkpoint file.
     kind : str, optional
         If given, the checkpoint's kind must equal it.
+    check : callable, optional
+        ``check(meta)`` is called once the metadata and the manifest are validated and
+        before any array is read; it may raise `CheckpointError` (or ``ValueError``, which
+        is turned into one) to refuse the file, e.g. because the config does not describe
+        the arrays or the arrays would not fit in memory.
 
     Returns
     -------
@@ -253,66 +267,97 @@ def load_checkpoint(path, *, kind=None):
     Raises
     ------
     CheckpointError
-        The file is not an npvae checkpoint (truncated, not a zip, no metadata),
-        was written by a newer format version, has another kind, or an array is
-        missing, unexpected, of the wrong shape or dtype, an object array, or
-        fails its checksum. The message names the file and the array.
-    FileNotFoundError
-        The file does not exist.
+        For every problem with the file's content: not a regular file, truncated, not a
+        zip, no metadata, damaged or over-deep metadata, encrypted or oddly compressed
+        members, a manifest of the wrong types or sizes, a newer format version, another
+        kind, an array missing, unexpected, of the wrong shape or dtype, an object array,
+        or failing its checksum. The message names the file and the array.
+    FileNotFoundError, PermissionError
+        The file does not exist or cannot be opened.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head[:2] != b"PK" or not zipfile.is_zipfile(path):
-        what = "empty file" if not head else f"starts with {head!r}, not a zip header"
-        if head[:2] == b"PK":
-            what = "zip end-of-archive record missing"
-        raise CheckpointError(
-            f"{path} is not an npvae checkpoint (truncated or not an .npz): {what}"
-        )
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise CheckpointError(
-            f"{path} is not an npvae checkpoint (truncated or not an .npz): {exc}"
-        ) from exc
-    with npz:
-        meta = _read_meta(npz, path)
-        _check_header(meta, path, kind)
-        manifest = _check_manifest(meta, npz.files, path)
-        arrays = {entry["name"]: _read_array(npz, entry, path) for entry in manifest}
+        reader = NpzReader(path)
+    except UnsafeFileError as exc:
+        raise CheckpointError(f"{path} is not an npvae checkpoint (truncated or not an "
+                              f".npz): {_one_line(exc).removeprefix(path).lstrip(': ')}") \
+            from None
+    try:
+        with reader as npz:
+            meta = _read_meta(npz, path)
+            _check_header(meta, path, kind)
+            manifest, headers = _check_manifest(meta, npz, path)
+            check_memory(sum(h.data_bytes for h in headers.values()),
+                         f"loading {path}", "load it on a machine with more memory")
+            if check is not None:
+                check(meta)
+            arrays = {e["name"]: _read_array(npz, e, headers[e["name"]], path)
+                      for e in manifest}
+    except CheckpointError:
+        raise
+    except (UnsafeFileError, MemoryBudgetError) as exc:
+        raise CheckpointError(_one_line(exc)) from None
+    except ValueError as exc:  # a check() that raised a plain ValueError
+        raise CheckpointError(f"{path}: {_one_line(exc)}") from None
     return arrays, meta["config"], meta
 
 
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+def _json_depth(value, limit):
+    """Nesting depth of a parsed JSON value, counted without recursion, up to ``limit``."""
+    stack, depth = [(value, 1)], 0
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            depth = max(depth, d)
+            if depth > limit:
+                return depth
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return depth
+
+
 def _read_meta(npz, path):
-    if META_KEY not in npz.files:
+    if META_KEY not in npz.names:
         raise CheckpointError(
             f"{path} is not an npvae checkpoint: it is an .npz without the {META_KEY!r} "
             "entry (a plain np.savez file?); write it with "
             "npvae.training.checkpoint.save_checkpoint"
         )
+    header = npz.header(META_KEY)
+    if header.dtype != np.uint8 or len(header.shape) != 1:
+        raise CheckpointError(f"{path}: the metadata entry {META_KEY!r} is damaged: expected "
+                              f"a 1-D uint8 array, got {header.dtype} {header.shape}")
+    if header.data_bytes > MAX_META_BYTES:
+        raise CheckpointError(f"{path}: the metadata entry {META_KEY!r} is "
+                              f"{header.data_bytes} bytes, more than {MAX_META_BYTES}; the "
+                              "file is damaged")
+    raw = npz.read(META_KEY, header)
     try:
-        raw = npz[META_KEY]
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"expected a 1-D uint8 array, got {raw.dtype} {raw.shape}")
         meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise CheckpointError(f"{path}: the metadata entry {META_KEY!r} is damaged: {exc}") \
-            from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        what = "nested too deeply" if isinstance(exc, RecursionError) else _one_line(exc)
+        raise CheckpointError(f"{path}: the metadata entry {META_KEY!r} is damaged: "
+                              f"{what}") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: the metadata entry {META_KEY!r} is not a JSON object")
+    if _json_depth(meta, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path}: the metadata is nested more than {MAX_JSON_DEPTH} "
+                              "levels deep; the file is damaged or hostile")
     return meta
 
 
 def _check_header(meta, path, kind):
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(
-            f"{path} is not an npvae checkpoint: format is {meta.get('format')!r}, "
+            f"{path} is not an npvae checkpoint: format is {_brief(meta.get('format'))}, "
             f"expected {FORMAT_NAME!r}"
         )
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(f"{path}: invalid format_version {version!r}")
+        raise CheckpointError(f"{path}: invalid format_version {_brief(version)}")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format_version {version}, written by a newer npvae; upgrade npvae "
@@ -320,21 +365,59 @@ def _check_header(meta, path, kind):
         )
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(
-            f"{path} holds a {meta.get('kind')!r} checkpoint, expected {kind!r}"
+            f"{path} holds a {_brief(meta.get('kind'))} checkpoint, expected {kind!r}"
         )
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path}: metadata has no 'config' object")
 
 
-def _check_manifest(meta, files, path):
+def _brief(value, limit=60):
+    """repr of a value from a file, cut short: a hostile file may hold megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_entry(e, path):
+    """Validate one manifest entry's types; return ``(name, shape, dtype)``."""
+    if not isinstance(e, dict) or any(k not in e for k in ("name", "shape", "dtype", "crc32")):
+        raise CheckpointError(f"{path}: metadata 'arrays' manifest is malformed: every entry "
+                              "needs name, shape, dtype and crc32")
+    name, shape, dtype, crc = e["name"], e["shape"], e["dtype"], e["crc32"]
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise CheckpointError(f"{path}: manifest names an array {_brief(name)}, not a valid "
+                              "array name")
+    if not isinstance(shape, list) or len(shape) > 64 or not all(
+            _is_int(s) and s >= 0 for s in shape):
+        raise CheckpointError(f"{path}: manifest shape of {name!r} is {_brief(shape)}, not a "
+                              "list of non-negative integers")
+    try:
+        dt = np.dtype(dtype) if isinstance(dtype, str) and len(dtype) <= 16 else None
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or dt.str != dtype or dt.kind not in _ALLOWED_KINDS or dt.fields is not None:
+        raise CheckpointError(f"{path}: manifest dtype of {name!r} is {_brief(dtype)}, not a "
+                              "plain numpy dtype string like '<f4'")
+    if not _is_int(crc) or not 0 <= crc < 1 << 32:
+        raise CheckpointError(f"{path}: manifest crc32 of {name!r} is {_brief(crc)}, not a "
+                              "32-bit checksum")
+    return name, tuple(shape), dt
+
+
+def _check_manifest(meta, npz, path):
+    """Check the manifest's types, and every array's header against it and against the
+    archive's real member sizes; return ``(manifest, headers)`` without reading any data."""
     manifest = meta.get("arrays")
-    keys = ("name", "shape", "dtype", "crc32")
-    if not isinstance(manifest, list) or not all(
-        isinstance(e, dict) and all(k in e for k in keys) for e in manifest
-    ):
+    if not isinstance(manifest, list) or len(manifest) > MAX_MEMBERS:
         raise CheckpointError(f"{path}: metadata 'arrays' manifest is malformed")
-    listed = [e["name"] for e in manifest]
-    present = set(files) - {META_KEY}
+    entries = [_check_entry(e, path) for e in manifest]
+    listed = [name for name, _, _ in entries]
+    if len(set(listed)) != len(listed):
+        raise CheckpointError(f"{path}: the manifest lists an array twice; it is damaged")
+    present = set(npz.names) - {META_KEY}
     missing = [n for n in listed if n not in present]
     if missing:
         raise CheckpointError(
@@ -347,32 +430,26 @@ def _check_manifest(meta, files, path):
             f"{path} is damaged: array(s) {', '.join(unexpected)} are in the file but "
             "not in the manifest"
         )
-    return manifest
-
-
-def _read_array(npz, entry, path):
-    name = entry["name"]
-    try:
-        a = npz[name]
-    except ValueError as exc:
-        if "pickle" in str(exc) or "Object arrays" in str(exc):
+    headers = {}
+    for name, shape, dt in entries:
+        h = npz.header(name)
+        if h.shape != shape:
             raise CheckpointError(
-                f"{path}: array {name!r} is an object array, which would need unpickling; "
-                "checkpoints never unpickle, so it is refused"
-            ) from exc
-        raise CheckpointError(f"{path}: array {name!r} is damaged: {exc}") from exc
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise CheckpointError(f"{path}: array {name!r} is damaged: {exc}") from exc
-    if list(a.shape) != list(entry["shape"]):
-        raise CheckpointError(
-            f"{path}: array {name!r} has shape {a.shape}, the manifest says "
-            f"{tuple(entry['shape'])}; the file is damaged"
-        )
-    if a.dtype.str != entry["dtype"]:
-        raise CheckpointError(
-            f"{path}: array {name!r} has dtype {a.dtype.str}, the manifest says "
-            f"{entry['dtype']}; the file is damaged"
-        )
+                f"{path}: array {name!r} has shape {h.shape}, the manifest says "
+                f"{shape}; the file is damaged"
+            )
+        if h.dtype.str != dt.str:
+            raise CheckpointError(
+                f"{path}: array {name!r} has dtype {h.dtype.str}, the manifest says "
+                f"{dt.str}; the file is damaged"
+            )
+        headers[name] = h
+    return manifest, headers
+
+
+def _read_array(npz, entry, header, path):
+    name = entry["name"]
+    a = npz.read(name, header)
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
     if _crc32(a) != entry["crc32"]:

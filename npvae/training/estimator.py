@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core.activations import ACTIVATIONS, get_activation
+from npvae.core import memory
 from npvae.core.model import VAEModel
 from npvae.inference import metrics
+from npvae.training import schema
 from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
 from npvae.training.trainer import (
@@ -278,6 +279,7 @@ class VAE(EstimatorMixin, VAEModel):
         npvae.training.distributed.RanksDiverged
             With ``comm``: the ranks' weights stopped being bit-identical.
         """
+        warm_start = chk.flag(warm_start, "warm_start")
         trainer = Trainer(
             self, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
             lr_schedule=lr_schedule, kl_warmup_epochs=kl_warmup_epochs, free_bits=free_bits,
@@ -341,13 +343,25 @@ class VAE(EstimatorMixin, VAEModel):
             Return E[x | z] (probabilities for Bernoulli); False draws x ~ p(x | z).
         """
         self._require_built()
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = chk.positive_int(n, "n")
+        mean = chk.flag(mean, "mean")
+        self.check_sample_memory(n, mean)
         rng = metrics._rng(rng, self)
         z = rng.standard_normal((int(n), self.latent_dim)).astype(self.dtype)
         if mean:
             return self.decode(z, y)
         return self.likelihood.sample(self.decode(z, y, raw=True), rng)
+
+    def check_sample_memory(self, n, mean=True):
+        """Raise :class:`~npvae.core.memory.MemoryBudgetError` (a ValueError) if ``sample(n)``
+        would not fit in memory: its output, its latents, the metadata and the workspace."""
+        self._require_built()
+        rows = n * (1 if mean else 2)  # a draw holds the raw output beside the sample
+        need = memory.decode_bytes(rows, self.latent_dim, self.decoder_hidden, self.input_dim,
+                                   self.cond_dim, self.dtype.itemsize)
+        memory.check_memory(need + 8 * n * self.cond_dim, f"sampling n={n} examples of "
+                            f"{self.input_dim} values", "ask for fewer (or call sample "
+                            "several times)")
 
     def elbo(self, X, y=None, *, n_samples=1, rng=None):
         """Per-example ELBO, shape (N,), in nats (beta = 1: the bound on log p(x))."""
@@ -395,30 +409,44 @@ class VAE(EstimatorMixin, VAEModel):
         npvae.training.checkpoint.CheckpointError
             The file is damaged, or its arrays do not fit the model its config describes.
         """
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
-        kwargs = {k: config[k] for k in _CTOR_KEYS if k in config}
-        if kwargs.get("input_dim") is None:
-            raise CheckpointError(f"{path}: config has no input_dim; not a saved VAE")
-        act = kwargs.get("activation")
-        if isinstance(act, dict):  # an Activation instance saved as {name, param}
-            c = ACTIVATIONS[act["name"]]
-            kwargs["activation"] = c(act["param"]) if act.get("param") else c()
-        else:
-            get_activation(act)
-        try:
-            model = cls(**kwargs, backend=backend).build(kwargs["input_dim"])
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: its config does not build a model: {exc}") from exc
+        holder = {}
+
+        def check(meta):  # before any array is read: config types, sizes, memory
+            core, holder["kwargs"] = cls._core_from_config(meta["config"], path, backend)
+            schema.check_manifest_fits(core, meta, path)
+
+        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND, check=check)
+        kwargs = holder["kwargs"]
+        model = cls(**kwargs, backend=backend).build(kwargs["input_dim"])
         restore_params(model, arrays, path)
         kept = arrays.get("train/best_params")
         if best and kept is not None \
                 and (config.get("training") or {}).get("finished") != "diverged":
-            if kept.shape != model.params.data.shape:
-                raise CheckpointError(f"{path}: its best weights do not fit the model")
+            if not np.all(np.isfinite(kept)):
+                raise CheckpointError(f"{path}: its best weights (train/best_params) contain "
+                                      "NaN or inf; the file is damaged: load it with "
+                                      "best=False for the latest weights")
             model.params.data[...] = kept
         model.history_ = list(config.get("history", []))
         return model
 
+    @staticmethod
+    def _core_from_config(config, path, backend):
+        """An unbuilt core model of the architecture ``config`` describes, every value
+        checked and its memory estimated; ``input_dim`` set, nothing allocated."""
+        kwargs = schema.model_kwargs(config, path)
+        schema.check_history(config.get("history", []), path)
+        if config.get("training") is not None:
+            schema.check_training(config["training"], path)
+        d = kwargs.pop("input_dim")
+        try:
+            core = VAEModel(**kwargs, backend=backend)
+            core.check_memory(d)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: its config does not build a model: "
+                                  f"{' '.join(str(exc).split())}") from None
+        core.input_dim = d
+        return core, {**kwargs, "input_dim": d}
 
 for _name in VAE._param_names():
     if _name != "variance":  # the core keeps the variance inside its likelihood

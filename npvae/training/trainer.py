@@ -39,6 +39,7 @@ from npvae.core import checks as chk
 from npvae.core.objectives import check_objective
 from npvae.core.optim import SGD, Adam
 from npvae.inference.metrics import EVAL_SEED, elbo_terms, iwae_log_likelihood
+from npvae.training import schema
 from npvae.training.checkpoint import (
     CheckpointError,
     check_shapes,
@@ -105,7 +106,13 @@ def lr_factor(schedule, step, total):
     if schedule is None:
         return 1.0
     if callable(schedule):
-        return float(schedule(step, total))
+        factor = schedule(step, total)
+        try:
+            return chk.nonnegative_float(factor, "lr_schedule(step, total)")
+        except (TypeError, ValueError):
+            raise TypeError(f"lr_schedule(step, total) returned {factor!r:.60} at step {step}; "
+                            "it must return the learning-rate multiplier, a finite number "
+                            ">= 0") from None
     frac = step / max(total, 1)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * frac))
@@ -137,13 +144,6 @@ def thread_limits(threads):
         yield
 
 
-def _choice(value, argname, choices):
-    if value not in choices:
-        raise ValueError(f"{argname} must be one of {', '.join(map(repr, choices))}, "
-                         f"got {value!r}")
-    return value
-
-
 def param_arrays(model):
     """``{"params/<name>": array}`` for every named parameter (views, not copies)."""
     return {f"params/{name}": v for name, v in model.named_parameters().items()}
@@ -156,7 +156,10 @@ def restore_params(model, arrays, path=None):
     extra = sorted(k for k in arrays if k.startswith("params/") and k not in expected)
     if extra:
         raise CheckpointError(f"{path}: checkpoint has parameters the model lacks: {extra}")
-    model.params.load({k[7:]: arrays[k] for k in expected})
+    try:
+        model.params.load({k[7:]: arrays[k] for k in expected})
+    except ValueError as exc:  # NaN or inf weights
+        raise CheckpointError(f"{path}: {exc}; the file is damaged") from None
 
 
 class Trainer:
@@ -177,9 +180,9 @@ class Trainer:
         self.epochs = chk.positive_int(epochs, "epochs")
         self.batch_size = chk.positive_int(batch_size, "batch_size")
         self.lr = chk.positive_float(lr, "lr")
-        self.optimizer_name = _choice(optimizer, "optimizer", tuple(OPTIMIZERS))
+        self.optimizer_name = chk.choice(optimizer, "optimizer", tuple(OPTIMIZERS))
         if not callable(lr_schedule):
-            _choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+            chk.choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
         self.lr_schedule = lr_schedule
         self.kl_warmup_epochs = chk.nonnegative_float(kl_warmup_epochs, "kl_warmup_epochs")
         self.free_bits = None if free_bits is None else chk.nonnegative_float(free_bits,
@@ -195,28 +198,25 @@ class Trainer:
         if self.objective != "elbo" and (model.free_bits if free_bits is None else free_bits):
             raise ValueError(f"free bits hold the closed-form KL of the ELBO per dimension; "
                              f"objective={self.objective!r} has no such KL: set free_bits=0")
-        seed = model.seed if seed is None else seed
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = chk.seed(model.seed if seed is None else seed)
         self.threads = None if threads is None else chk.positive_int(threads, "threads")
         self.dist = None  # data-parallel over MPI (npvae.training.distributed)
         if comm is not None:
             self.dist = comm if isinstance(comm, DataParallel) else DataParallel(comm)
             if threads is None:  # one process per core, not every process on every core
                 self.threads = self.dist.default_threads()
-        self.binarize = _choice(binarize, "binarize", (None, "stochastic"))
-        _choice(corruption, "corruption", (None, *CORRUPTIONS))
+        self.binarize = chk.choice(binarize, "binarize", (None, "stochastic"))
+        chk.choice(corruption, "corruption", (None, *CORRUPTIONS))
         self.corruption = corruption
         self.corruption_level = (None if corruption is None
                                  else check_corruption(corruption, corruption_level)[1])
-        self.checkpoint_path = None if checkpoint_path is None else os.fspath(checkpoint_path)
+        self.checkpoint_path = chk.path_or_none(checkpoint_path, "checkpoint_path")
         self.checkpoint_every = chk.positive_int(checkpoint_every, "checkpoint_every")
+        self.resume = chk.flag(resume, "resume")
         if resume and self.checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path=... (the file to resume from)")
-        self.resume = bool(resume)
-        self.progress = bool(progress)
-        self.callbacks = list(callbacks)
+        self.progress = chk.flag(progress, "progress")
+        self.callbacks = chk.callbacks(callbacks)
         self.stop_training = False
 
     # ------------------------------------------------------------------------- state
@@ -283,10 +283,33 @@ class Trainer:
         if self.checkpoint_path is not None and self.is_root:
             arrays, config = self._state()
             save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
+            self._saved_at = (self.epoch, self.step_in_epoch)
+
+    def _check_resumable(self, meta, path):
+        """Before any array is read: the config describes this model and a valid state."""
+        config = meta["config"]
+        if config.get("training") is None:
+            raise CheckpointError(f"{path} holds a saved model without training state, so "
+                                  "it cannot be resumed; load it with VAE.load instead")
+        schema.model_kwargs(config, path)
+        schema.check_history(config.get("history", []), path)
+        schema.check_training(config["training"], path)
+        mine = self.model.config()
+        diff = [f"{k}: checkpoint {config.get(k)!r:.40}, model {mine[k]!r}"
+                for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
+        if diff:
+            raise CheckpointError(f"{path} was written by a different model; "
+                                  + "; ".join(diff))
+        core = self.model._model() if hasattr(self.model, "_model") else self.model
+        schema.check_manifest_fits(core, meta, path)
 
     def _read(self, path):
-        """``(arrays, config)`` of the checkpoint at ``path``, or None if there is no file."""
-        return load_checkpoint(path, kind=CHECKPOINT_KIND)[:2] if os.path.exists(path) else None
+        """``(arrays, config)`` of the checkpoint at ``path``, or None if there is no file;
+        its config is checked (:meth:`_check_resumable`) before any array is read."""
+        if not os.path.exists(path):
+            return None
+        return load_checkpoint(path, kind=CHECKPOINT_KIND,
+                               check=lambda meta: self._check_resumable(meta, path))[:2]
 
     def _load(self, path):
         """Resume from ``path`` if it exists (under MPI: rank 0 reads, every rank restores)."""
@@ -296,16 +319,17 @@ class Trainer:
             self._restore(*self._read(path), path)
 
     def _restore(self, arrays, config, path):
-        tr = config.get("training")
-        if tr is None:
-            raise CheckpointError(f"{path} holds a saved model without training state, so "
-                                  "it cannot be resumed; load it with VAE.load instead")
-        mine = self.model.config()
-        diff = [f"{k}: checkpoint {config.get(k)!r}, model {mine[k]!r}"
-                for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
-        if diff:
-            raise CheckpointError(f"{path} was written by a different model; "
-                                  + "; ".join(diff))
+        try:
+            self._restore_state(arrays, config, path)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            if isinstance(exc, CheckpointError) or "resume with the same" in str(exc):
+                raise
+            raise CheckpointError(f"{path}: its training state cannot be restored "
+                                  f"({' '.join(str(exc).split())}); the file is damaged") \
+                from None
+
+    def _restore_state(self, arrays, config, path):
+        tr = config["training"]
         restore_params(self.model, arrays, path)
         old = tr["settings"]
         if old["optimizer"] != self.optimizer_name:
@@ -339,18 +363,21 @@ class Trainer:
         self.best_params = arrays.get("train/best_params")
         self.history = list(config.get("history", []))
         self.finished = tr.get("finished")
+        self._saved_at = (self.epoch, self.step_in_epoch)
 
     # --------------------------------------------------------------------------- fit
     def fit(self, X, y=None, validation_data=None, *, reinit=True):
         """Train ``self.model`` on ``X`` (and metadata ``y``); return the history."""
         m = self.model
-        x0 = chk.as_data(X, m.dtype, "X")
+        x0 = chk.as_data(X, chk.float_dtype(m.dtype), "X")  # the dtype may be unchecked yet
         val = self._validation(validation_data)
         if self.patience is not None and val is None:
             raise ValueError("early_stopping_patience needs validation_data=(X_val,) or "
                              "(X_val, y_val)")
         if reinit or m.params is None:
-            m.build(x0.shape[1])
+            m.build(x0.shape[1])  # the model's own memory is checked as it is built
+        core = m._model() if hasattr(m, "_model") else m  # a VAE holds a VAEModel
+        core.check_memory(core.input_dim, min(self.batch_size, x0.shape[0]))
         X = m._check_x(x0, "X")
         y = m._check_y(y, X.shape[0], "y")
         if val is not None:
@@ -359,6 +386,7 @@ class Trainer:
         if self.binarize and (X.min() < 0 or X.max() > 1):
             raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
         self._reset()
+        self._saved_at = None
         with self._collective():
             if self.dist is not None:  # same data and settings everywhere, rank 0's weights
                 self.dist.setup(self, X, y, val)
@@ -437,14 +465,24 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h if h is not None else signal.SIG_DFL)
 
-    def _diverge(self, snapshot, what):
+    def _diverge(self, snapshot, what, at_epoch_end=False):
         self.model.params.data[...] = snapshot[0]
         self.opt.load_state_dict(snapshot[1])
         self.finished = self.stop_reason = "diverged"
-        where = (f"the last good checkpoint {self.checkpoint_path!r} is untouched"
-                 if self.checkpoint_path else "no checkpoint was written")
+        saved = getattr(self, "_saved_at", None)
+        if self.checkpoint_path is None:
+            where = "no checkpoint was asked for (checkpoint_path=None)"
+        elif saved is None or not os.path.exists(self.checkpoint_path):
+            where = f"no checkpoint had been written yet to {self.checkpoint_path!r}"
+        else:
+            at = f"after epoch {saved[0]}" + (f", step {saved[1]} of epoch {saved[0] + 1}"
+                                              if saved[1] else "")
+            where = (f"the last good checkpoint {self.checkpoint_path!r} ({at}) is kept "
+                     "unchanged")
+        when = (f"at the end of epoch {self.epoch + 1} (after step {self.step})"
+                if at_epoch_end else f"at epoch {self.epoch + 1}, step {self.step + 1}")
         raise TrainingDiverged(
-            f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: {what}. The "
+            f"training diverged {when}: {what}. The "
             f"model was rolled back to the start of epoch {self.epoch + 1}; {where}. Lower "
             "lr, set clip_norm=..., or check the data scale")
 
@@ -467,11 +505,16 @@ class Trainer:
                 self.stop_reason = "interrupted" if self._signal is not None else "callback"
             elif self.finished == "early_stopping":
                 self.stop_reason = "early_stopping"
-            if (self.epoch == self.epochs or self.stop_reason != "completed"
-                    or self.epoch % self.checkpoint_every == 0):
+            saved = (self.epoch == self.epochs or self.stop_reason != "completed"
+                     or self.epoch % self.checkpoint_every == 0)
+            if saved:
                 self._save()
-            if self._signal is not None:  # marked after saving: a resume must not see it
-                rec["interrupted"] = True
+            if self._signal is not None and self.stop_reason == "completed":
+                # the signal came during the callbacks or the save: the epoch is complete
+                # (never marked interrupted); stop here, with a checkpoint of this boundary
+                self.stop_reason = "interrupted"
+                if not saved:
+                    self._save()
 
     def _epoch(self, X, y, val, spe):
         """Run (the rest of) one epoch; return its record, or None if it was cut short."""
@@ -529,8 +572,17 @@ class Trainer:
                 self.history = self.history + [rec]
                 return None
             if not np.all(np.isfinite(m.params.data)):  # never checkpoint NaN weights
-                self._diverge(snapshot, "the parameters became NaN or inf")
-            rec = self._record(e, beta, lr, val)
+                self._diverge(snapshot, "the parameters became NaN or inf", True)
+            try:
+                rec = self._record(e, beta, lr, val)
+            except (ValueError, FloatingPointError):  # the forward's checks met NaN/inf
+                self._diverge(snapshot, "the validation pass met NaN or inf (the weights are "
+                              "finite but so large that the networks' outputs overflow)", True)
+            bad = [k for k in ("train_loss", "val_loss") if rec[k] is not None
+                   and not np.isfinite(rec[k])]
+            if bad:
+                self._diverge(snapshot, f"{' and '.join(bad)} became {rec[bad[0]]} (the "
+                              "weights are finite but too large)", True)
             bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("train_loss", "val_loss")
                              if rec[k] is not None}, refresh=True)
         return rec
