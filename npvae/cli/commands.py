@@ -111,15 +111,6 @@ def _build_model(opts, input_dim, cond_dim, rows):
         raise CLIError(" ".join(str(exc).split())) from exc
 
 
-def _dataset_info(ds, x_test, classes):
-    return {"name": ds.name, "n_train": len(ds.x_train), "n_test": len(x_test),
-            "n_features": int(ds.x_train.shape[1]),
-            "image_shape": list(ds.image_shape) if ds.image_shape else None,
-            "label_names": list(ds.label_names) if ds.label_names else None,
-            "has_labels": ds.y_train is not None,
-            "classes": classes[1] if classes else None}
-
-
 def _objective(opts):
     """The run's ``k`` (1 for the ELBO), checked before any data is loaded."""
     from npvae.core.objectives import check_objective
@@ -168,7 +159,7 @@ def _train(args, callbacks, stack):
     ckpt = os.path.join(run_dir, CHECKPOINT)
     config = {"command": "npvae train", "options": opts,
               "model": {**model.config(), "backend": model.backend},
-              "dataset": _dataset_info(ds, x_test, classes), "versions": runs.versions(),
+              "dataset": runs.dataset_info(ds, x_test, classes), "versions": runs.versions(),
               "mpi_processes": 1 if dp is None else dp.size,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": None}
     if resuming and root:  # config.json is rewritten once the resumed fit accepted the options
@@ -446,7 +437,7 @@ def info(args, callbacks=()):
         return 0
     c = model.config()
     lines = [f"checkpoint   {ckpt} ({res['size_bytes'] / 1e6:.1f} MB)",
-             f"model        VAE, latent dim {c['latent_dim']}, {c['likelihood']} likelihood, "
+             f"model        VAE, latent dim {c['latent_dim']}, {model.likelihood.name} likelihood, "
              f"{c['activation']}, beta {c['beta']:g}, L={c['n_samples']}, free bits "
              f"{c['free_bits']:g}, {c['dtype']}"
              + (f", conditional on {c['cond_dim']} classes" if c["cond_dim"] else ""),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from npvae.core import activations as _activations
+from npvae.core import likelihoods as _likelihoods
 from npvae.core.objectives import DEFAULT_K, OBJECTIVES
 from npvae.training.trainer import FIT_DEFAULTS  # VAE.fit's: the two share one set
 
@@ -29,8 +31,8 @@ TRAIN_DEFAULTS = {
     "cache_dir": None, "conditional": False, "objective": "elbo", "k": None,
 }
 DATASETS = ("sprites", "digits", "mnist", "fashion-mnist")
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "identity")
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-scalar", "gaussian-diag")
+ACTIVATIONS = tuple(_activations.ACTIVATIONS)  # the registries: a new class is a new choice
+LIKELIHOODS = tuple(_likelihoods.LIKELIHOODS)
 
 _DESCRIPTION = "Variational autoencoders in NumPy with hand-written gradients."
 _EPILOG = """\

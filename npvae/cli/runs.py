@@ -49,6 +49,16 @@ def new_run_dir(root, dataset):
     raise CLIError(f"could not create a new run folder in {root}; pass --out DIR")
 
 
+def dataset_info(ds, x_test, classes):
+    """What a run's config.json says about its data."""
+    return {"name": ds.name, "n_train": len(ds.x_train), "n_test": len(x_test),
+            "n_features": int(ds.x_train.shape[1]),
+            "image_shape": list(ds.image_shape) if ds.image_shape else None,
+            "label_names": list(ds.label_names) if ds.label_names else None,
+            "has_labels": ds.y_train is not None,
+            "classes": classes[1] if classes else None}
+
+
 @contextlib.contextmanager
 def run_lock(run_dir):
     """Hold an exclusive lock on a run folder for the block (``fcntl.flock`` on the folder
@@ -282,8 +292,8 @@ def load_data(opts, *, progress=True):
 
 
 def _load_file(path, scale, n_train, n_test):
-    """Like ``load_dataset("file", data=path)``, with a choice of ``scale``."""
-    from npvae.datasets import Dataset, load_array_file, prepare
+    """``load_dataset("file", data=path)`` with the run's seed, ``--scale`` and sizes."""
+    from npvae.datasets import load_dataset
 
     if isinstance(scale, str) and scale not in ("auto", "none", "minmax"):
         try:
@@ -291,22 +301,11 @@ def _load_file(path, scale, n_train, n_test):
         except ValueError:
             raise CLIError(f"--scale must be auto, none, minmax or a number (the data's "
                            f"maximum, e.g. 255), got {scale!r}") from None
-    arrays = load_array_file(path)
-    x = prepare(arrays.x, scale=scale)
-    n = len(x)
-    n_test = int(round(0.1 * n)) if n_test is None else n_test
-    n_train = n - n_test if n_train is None else n_train
-    if n_train + n_test > n or n_train < 1 or n_test < 1:
-        raise CLIError(f"{path} has {n} rows, too few for {n_train} training and {n_test} "
-                       "test rows; pass smaller --n-train/--n-test")
-    perm = np.random.default_rng(DATA_SEED).permutation(n)
-    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:n_test + n_train])
-    y = arrays.y
-    if y is not None and y.dtype.kind in "biu":
-        y = y.astype(np.int64)
-    return Dataset(name="file", x_train=x[train], y_train=None if y is None else y[train],
-                   x_test=x[test], y_test=None if y is None else y[test],
-                   image_shape=arrays.image_shape)
+    ds = load_dataset("file", data=path, seed=DATA_SEED, n_train=n_train, n_test=n_test,
+                      scale=scale)
+    if len(ds.x_train) < 1:
+        raise CLIError(f"{path} leaves no training rows; pass a smaller --n-test")
+    return ds
 
 
 def class_info(ds):

@@ -19,11 +19,12 @@ into the one flat buffer ``model.params.grad``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core import memory, objectives
+from npvae.core import memory, objectives, workspace
 from npvae.core.layers import MLP
 from npvae.core.likelihoods import get_likelihood
 from npvae.core.params import ParamBuffer
@@ -53,11 +54,13 @@ class VAEModel:
         Override ``hidden`` for one network.
     activation : str or Activation, default "relu"
         Hidden-layer activation.
-    likelihood : str or Likelihood, default "bernoulli"
+    likelihood : str, dict or Likelihood, default "bernoulli"
         ``"bernoulli"`` (decoder emits logits), ``"gaussian"`` (fixed variance),
-        ``"gaussian-scalar"`` or ``"gaussian-diag"`` (learned variance).
+        ``"gaussian-scalar"`` or ``"gaussian-diag"`` (learned variance); or a spec with its
+        options, ``{"name": "gaussian", "variance": 0.5}``, as :meth:`config` writes it.
     variance : float, default 1.0
-        Fixed (or initial) variance of a Gaussian likelihood.
+        Fixed (or initial) variance of a Gaussian likelihood given by name (a spec's or an
+        instance's own value wins).
     beta : float, default 1.0
         Weight of the KL term (beta-VAE).
     n_samples : int, default 1
@@ -88,11 +91,7 @@ class VAEModel:
             "decoder_hidden")
         self.activation = activation
         self.variance = variance = chk.positive_float(variance, "variance")  # even unused
-        if isinstance(likelihood, str):
-            self.likelihood = get_likelihood(
-                likelihood, **({} if likelihood.lower() == "bernoulli" else {"variance": variance}))
-        else:
-            self.likelihood = get_likelihood(likelihood)
+        self.likelihood = get_likelihood(likelihood, defaults={"variance": variance})
         self.beta = chk.nonnegative_float(beta, "beta")
         self.n_samples = chk.positive_int(n_samples, "n_samples")
         self.free_bits = chk.nonnegative_float(free_bits, "free_bits")
@@ -129,7 +128,8 @@ class VAEModel:
         self.decoder.initialize(init_rng, self.init)
         self.likelihood.initialize()
         self.rng = np.random.default_rng([self.seed, 1])  # the model's own noise stream
-        self._workspaces = OrderedDict()
+        self._workspaces = workspace.Workspaces(partial(workspace.buffers, self),
+                                                _MAX_WORKSPACES)
         return self
 
     def param_shapes(self, input_dim):
@@ -172,7 +172,8 @@ class VAEModel:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.kernels = get_kernels(self.backend)
-        self._workspaces = OrderedDict()
+        self._workspaces = workspace.Workspaces(partial(workspace.buffers, self),
+                                                _MAX_WORKSPACES)
         if self.params is not None:  # a learned variance is a view into the buffer too
             self.likelihood.bind(self.params)
 
@@ -198,6 +199,18 @@ class VAEModel:
         return self.params.named_grads()
 
     # ---------------------------------------------------------------------- validation
+    def check_input(self, x, y=None, *, x_name="x", y_name="y"):
+        """Validate a batch for this (built) model and return it as ``(x, y)``.
+
+        ``x`` must be (N, input_dim), finite and in the likelihood's support; ``y`` must be
+        given exactly when the model is conditional, as (N, cond_dim). Both come back as
+        arrays of the model's dtype (``y`` None for an unconditional model). The names
+        appear in the error messages. Raises RuntimeError if the model is not built yet.
+        """
+        self._require_built()
+        x = self._check_x(x, x_name)
+        return x, self._check_y(y, x.shape[0], y_name)
+
     def _check_x(self, x, argname="x"):
         if self.params is None:
             x0 = chk.as_data(x, self.dtype, argname)
@@ -221,29 +234,11 @@ class VAEModel:
         return y
 
     # ------------------------------------------------------------------------ workspace
-    def _workspace(self, n, samples=None):
-        key = n if samples is None else (n, samples)  # samples: L k of an objective's step
-        ws = self._workspaces.get(key)
-        if ws is not None:
-            self._workspaces.move_to_end(key)
-            return ws
-        L, z, c, d, dt = self.n_samples, self.latent_dim, self.cond_dim, self.input_dim, self.dtype
-        L = L if samples is None else samples
-        ws = {
-            "enc_in": np.empty((n, d + c), dt) if c else None,
-            "enc": self.encoder.workspace(n, dt),
-            "noise": np.empty((L, n, z), dt),
-            "dec_in": np.empty((L * n, z + c), dt),
-            "dec": self.decoder.workspace(L * n, dt),
-            "dout": np.empty((L * n, d), dt),
-            "dh": np.empty((n, 2 * z), dt),
-            "kl_col": np.empty(z, dt),
-            "w": np.empty(z, dt),
-        }
-        self._workspaces[key] = ws
-        if len(self._workspaces) > _MAX_WORKSPACES:
-            self._workspaces.popitem(last=False)
-        return ws
+    def _workspace(self, key):
+        """The buffers for ``key``: a batch size ``n`` (:meth:`loss_and_grad`),
+        ``("samples", n, S)`` (an importance-weighted objective's S = L k samples per row)
+        or ``("infer", n)`` (:meth:`reconstruct_mean`); see :mod:`npvae.core.workspace`."""
+        return self._workspaces(key)
 
     # --------------------------------------------------------------------- loss and grad
     def loss_and_grad(self, x, y=None, *, noise=None, rng=None, beta=None, free_bits=None,
@@ -308,7 +303,7 @@ class VAEModel:
                              f"dimension; objective={bound.name!r} has no such KL: set "
                              "free_bits=0")
         else:
-            ws = self._workspace(n, bound.samples(self, n))
+            ws = self._workspace(("samples", n, bound.samples(self, n)))
         k, L, z = self.kernels, ws["noise"].shape[0], self.latent_dim
         if noise is None:
             (rng or self.rng).standard_normal(out=ws["noise"], dtype=self.dtype)
@@ -362,9 +357,10 @@ class VAEModel:
 
         With :class:`~npvae.core.optim.Adam` (no clipping) and a small batch, the gradients of the
         large weight matrices are never formed: each is the product ``x.T @ delta`` of two
-        thin matrices, and the Adam kernel computes it while updating, which saves writing
-        and re-reading the gradient (``Adam.step(deferred=...)``). The result equals the
-        unfused step up to rounding; ``params.grad`` then lacks those blocks.
+        thin matrices (a layer's input and its delta, both in this step's workspace), and
+        the Adam kernel computes it while updating, which saves writing and re-reading the
+        gradient (``Adam.step(deferred=...)``). The result equals the unfused step up to
+        rounding; ``params.grad`` then lacks those blocks.
 
         On the numba backend with MKL GEMMs, the step first fits Numba's thread count to
         the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
@@ -382,20 +378,20 @@ class VAEModel:
 
         if self.kernels.pace is not None:  # as many threads as there are free cores
             self.kernels.pace()
-        layers = ()
+        fused = {}  # layer -> (x, delta), filled by the backward pass
         bound = objectives.get_objective(loss_kw.pop("objective", None), loss_kw.pop("k", None))
         rows = np.shape(x)[0] * self.n_samples * (1 if bound is None else bound.k)
         if (reduce is None and isinstance(optimizer, Adam) and optimizer.clip_norm is None
                 and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
-            layers = tuple(layer for layer in self.encoder.layers + self.decoder.layers
-                           if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS)
-        loss, parts = self.loss_and_grad(x, y, objective=bound, _defer=layers, **loss_kw)
+            fused = {layer: None for layer in self.encoder.layers + self.decoder.layers
+                     if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS}
+        loss, parts = self.loss_and_grad(x, y, objective=bound, _defer=fused, **loss_kw)
         if reduce is not None:
             loss, parts = reduce(loss, parts)
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss}; no update was made")
-        if layers:
-            optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
+        if fused:
+            optimizer.step(deferred={f"{layer.name}.W": xd for layer, xd in fused.items()})
         else:  # SGD.step takes no deferred blocks
             optimizer.step()
         return loss, parts
@@ -442,16 +438,7 @@ class VAEModel:
             x = chk.as_data(x, self.dtype, "x", dim=self.input_dim)
         n, z = x.shape[0], self.latent_dim
         y = self._check_y(y, n)
-        key = ("infer", n)
-        ws = self._workspaces.get(key)
-        if ws is None:
-            ws = {"enc_in": np.empty((n, self.input_dim + self.cond_dim), self.dtype),
-                  "enc": self.encoder.workspace(n, self.dtype),
-                  "dec_in": np.empty((n, z + self.cond_dim), self.dtype),
-                  "dec": self.decoder.workspace(n, self.dtype)}
-            self._workspaces[key] = ws
-            if len(self._workspaces) > _MAX_WORKSPACES:
-                self._workspaces.popitem(last=False)
+        ws = self._workspace(("infer", n))
         enc_in = x
         if y is not None:
             enc_in = ws["enc_in"]
@@ -473,8 +460,7 @@ class VAEModel:
             "encoder_hidden": list(self.encoder_hidden),
             "decoder_hidden": list(self.decoder_hidden),
             "activation": act if isinstance(act, str) else {"name": act.name, "param": act.param},
-            "likelihood": self.likelihood.name,
-            "variance": getattr(self.likelihood, "variance", self.variance),
+            "likelihood": self.likelihood.spec(),  # the likelihood's own settings
             "beta": self.beta, "n_samples": self.n_samples, "free_bits": self.free_bits,
             "cond_dim": self.cond_dim, "dtype": self.dtype.name, "init": self.init,
             "seed": self.seed,

@@ -101,9 +101,10 @@ class Adam(_Optimizer):
         Parameters
         ----------
         deferred : dict of str to (x, delta), optional
-            Weight blocks whose gradient ``x.T @ delta`` was not formed (see
-            ``Dense.backward(defer=True)``); their update computes it on the fly. Not
-            combined with ``clip_norm``, whose norm would need the formed gradient.
+            Weight blocks (by parameter name) whose gradient ``x.T @ delta`` was not formed,
+            given as its two factors; their update computes it on the fly
+            (``VAEModel.train_step`` passes them from its workspace). Not combined with
+            ``clip_norm``, whose norm would need the formed gradient.
         """
         if deferred and self.clip_norm is not None:
             raise ValueError("deferred weight gradients cannot be clipped; pass clip_norm=None")

@@ -104,7 +104,7 @@ def dataset_name(name):
 
 def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_test=None,
                  size=None, progress=True, key=None, label_key=None, test_fraction=0.1,
-                 timeout=60.0):
+                 scale="auto", timeout=60.0):
     """Load a dataset by name, as float32 in [0, 1] with a deterministic train/test split.
 
     Parameters
@@ -132,6 +132,8 @@ def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_tes
         Array names inside a ``.npz`` (see :func:`load_array_file`).
     test_fraction : float
         Share of a user file's rows held out for testing, when ``n_test`` is not given.
+    scale : {"auto", "none", "minmax"} or positive number
+        How a user file's values are brought to [0, 1] (see :func:`prepare`).
     timeout : float, default 60
         (Fashion-)MNIST downloads: seconds to wait for the server on each read; one file may
         take ``10 * timeout`` in all (see :func:`fetch_mnist`).
@@ -145,6 +147,9 @@ def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_tes
         raise ValueError(f"data= is only used with name='file' (got name={name!r})")
     if size is not None and kind != "sprites":
         raise ValueError(f"size= is only used with name='sprites' (got name={name!r})")
+    if not (isinstance(scale, str) and scale == "auto") and kind != "file":
+        raise ValueError(f"scale= is only used with name='file' (got name={name!r}); the "
+                         "built-in datasets are already scaled to [0, 1]")
     for label, value in (("n_train", n_train), ("n_test", n_test)):
         if value is not None and (isinstance(value, bool) or
                                   not isinstance(value, (int, np.integer)) or value < 0):
@@ -158,7 +163,7 @@ def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_tes
     if kind == "file":
         if data is None:
             raise ValueError("name='file' needs data=<path to a .npy or .npz file>")
-        return _file(data, rng, n_train, n_test, key, label_key, test_fraction)
+        return _file(data, rng, n_train, n_test, key, label_key, test_fraction, scale)
     raw = fetch_mnist(kind, cache_dir=cache_dir, progress=progress, timeout=timeout)
     x_train, y_train = _subset(raw.x_train, raw.y_train, n_train, rng, "n_train")
     x_test, y_test = _subset(raw.x_test, raw.y_test, n_test, rng, "n_test")
@@ -212,9 +217,9 @@ def _digits(rng, n_train, n_test):
                    label_names=tuple(str(i) for i in range(10)))
 
 
-def _file(path, rng, n_train, n_test, key, label_key, test_fraction):
+def _file(path, rng, n_train, n_test, key, label_key, test_fraction, scale):
     arrays = load_array_file(path, key=key, label_key=label_key)
-    x = prepare(arrays.x)
+    x = prepare(arrays.x, scale=scale)
     n = len(x)
     if n_test is None:
         if not 0 <= test_fraction < 1:

@@ -11,8 +11,8 @@ accumulate in float64. With :math:`q(z|x) = N(\mu, \mathrm{diag}\,\sigma^2)` and
         \frac{p(x|z_k)\,p(z_k)}{q(z_k|x)}, \qquad
     \log \frac{p(z)}{q(z|x)} = \tfrac12 \sum_j (\epsilon_j^2 - z_j^2 + \log \sigma_j^2)
 
-(the last from :func:`npvae.core.objectives.log_prior_ratio`, which training on the IWAE
-bound uses too).
+(the last from :func:`npvae.kernels._reference.log_prior_ratio`, which training on the
+IWAE bound uses too).
 
 The IWAE estimate (Burda et al. 2016) is a lower bound on log p(x) whose expectation rises
 with K towards log p(x); with K = 1 its expectation is the ELBO.
@@ -25,7 +25,7 @@ from scipy.special import logsumexp
 
 from npvae.core import checks as chk
 from npvae.core.memory import check_memory
-from npvae.core.objectives import log_prior_ratio
+from npvae.kernels._reference import gaussian_kl, log_prior_ratio
 
 __all__ = ["elbo_terms", "iwae_log_likelihood", "active_units", "kl_per_dimension",
            "EVAL_SEED"]
@@ -45,16 +45,9 @@ def _rng(rng, model):
     return model.rng if rng is None else rng
 
 
-def _checked(model, X, y):
-    model._require_built()
-    X = model._check_x(X, "X")
-    return X, model._check_y(y, X.shape[0], "y")
-
-
 def _kl_terms(mu, logvar):
     """Per-example, per-dimension KL(N(mu, exp(logvar)) || N(0, 1)) in float64."""
-    mu, lv = mu.astype(np.float64), logvar.astype(np.float64)
-    return 0.5 * (mu * mu + np.exp(lv) - lv - 1.0)
+    return gaussian_kl(mu.astype(np.float64), logvar.astype(np.float64))
 
 
 def _decode_nll(model, z, x, y):
@@ -89,7 +82,7 @@ def elbo_terms(model, X, y=None, *, n_samples=1, rng=None):
         :math:`KL(q(z|x) \\| p(z))` in closed form, summed over latent dimensions.
         The ELBO is ``-(recon + kl)``; a beta-VAE's loss is ``recon + beta * kl``.
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     n_samples = chk.positive_int(n_samples, "n_samples")
     rng = _rng(rng, model)
     n, d = X.shape
@@ -129,7 +122,7 @@ def iwae_log_likelihood(model, X, y=None, *, k=100, rng=None, batch_size=256):
     ndarray (N,)
         ``logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k``, in nats.
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     k = chk.positive_int(k, "k")
     batch_size = chk.positive_int(batch_size, "batch_size")
     rng = _rng(rng, model)
@@ -167,7 +160,7 @@ def active_units(model, X, y=None, *, threshold=0.01):
     variance : ndarray (Z,)
         The variance over ``X`` of each dimension's posterior mean.
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     mu, _ = model.encode(X, y)
     var = mu.astype(np.float64).var(axis=0)
     return int((var > threshold).sum()), var
@@ -178,6 +171,6 @@ def kl_per_dimension(model, X, y=None):
 
     Collapsed dimensions show a KL near 0; the sum over j is the mean KL term of the ELBO.
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     mu, lv = model.encode(X, y)
     return _kl_terms(mu, lv).mean(axis=0)

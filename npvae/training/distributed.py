@@ -35,6 +35,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from contextlib import contextmanager
 
@@ -369,4 +370,7 @@ class DataParallel:
         print(f"npvae: MPI rank {self.rank} of {self.size} stopped with "
               f"{type(exc).__name__}: {exc}; aborting all ranks (MPI_Abort) so that none "
               "waits forever", file=sys.stderr, flush=True)
+        # MPI_Abort kills the launcher's I/O forwarding with the ranks: under load the
+        # message above was lost in flight; a moment lets it reach the user's terminal
+        time.sleep(0.5)
         self.comm.Abort(code)

@@ -14,15 +14,16 @@ from npvae.core import memory
 from npvae.core.model import VAEModel
 from npvae.inference import metrics
 from npvae.training import schema
-from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
-from npvae.training.trainer import (
+from npvae.training.checkpoint import (
     CHECKPOINT_KIND,
-    FIT_DEFAULTS,
-    Trainer,
+    CheckpointError,
+    load_checkpoint,
     param_arrays,
     restore_params,
+    save_checkpoint,
 )
+from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
+from npvae.training.trainer import FIT_DEFAULTS, Trainer
 
 __all__ = ["VAE", "NotFittedError"]
 

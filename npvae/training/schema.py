@@ -48,8 +48,21 @@ def _activation(value, key):
 
 
 def _likelihood(value, key):
+    """A likelihood's name (older checkpoints), or its spec ``{"name": ..., **options}``
+    with every option checked by the likelihood's own check (``Likelihood.options``)."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        cls = LIKELIHOODS.get(value["name"].lower())
+        if cls is not None:
+            for option, v in value.items():
+                if option == "name":
+                    continue
+                if option not in cls.options:
+                    raise ValueError(f"{key} {cls.name!r} takes no option {option[:40]!r}")
+                cls.options[option](v, f"{key}.{option}")
+            return value
     if not isinstance(value, str) or value.lower() not in LIKELIHOODS:
-        raise ValueError(f"{key} must be one of {', '.join(LIKELIHOODS)}")
+        raise ValueError(f"{key} must be one of {', '.join(LIKELIHOODS)}, or a spec "
+                         "{name, options}")
     return value
 
 

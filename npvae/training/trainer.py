@@ -24,13 +24,12 @@ each on its shard of every batch; :mod:`npvae.training.distributed` holds what d
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import threading
 import time
 import warnings
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -41,22 +40,24 @@ from npvae.core.optim import SGD, Adam
 from npvae.inference.metrics import EVAL_SEED, elbo_terms, iwae_log_likelihood
 from npvae.training import schema
 from npvae.training.checkpoint import (
+    CHECKPOINT_KIND,
     CheckpointError,
-    check_shapes,
+    likelihood_name,
     load_checkpoint,
+    param_arrays,
+    restore_params,
     save_checkpoint,
 )
 from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
 from npvae.training.distributed import DataParallel, resize_note
+from npvae.training.schedules import LR_SCHEDULES, lr_factor, thread_limits
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
            "lr_factor", "thread_limits", "CHECKPOINT_KIND", "FIT_DEFAULTS"]
 
-CHECKPOINT_KIND = "npvae.VAE"
 # The training defaults of VAE.fit and of `npvae train`: one set, which the CLI reads here
 FIT_DEFAULTS = {"epochs": 24, "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine"}
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
-LR_SCHEDULES = (None, "cosine", "step", "exponential")
 # constructor arguments that change the parameter layout or the noise shape
 STRUCTURE_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "activation",
                   "likelihood", "cond_dim", "dtype", "n_samples")
@@ -92,74 +93,6 @@ class Callback:
 
     def on_train_end(self, trainer):
         pass
-
-
-def lr_factor(schedule, step, total):
-    r"""Multiplier of the base learning rate at (0-based) ``step`` of ``total`` steps.
-
-    * ``None``: 1.
-    * ``"cosine"``: :math:`\tfrac12 (1 + \cos(\pi t / T))`, from 1 down to 0 at the end.
-    * ``"step"``: 1, then 0.1 from 50 % of the steps, then 0.01 from 75 %.
-    * ``"exponential"``: :math:`0.01^{t/T}`, smoothly down to 1 % at the end.
-    * a callable ``f(step, total) -> factor``.
-    """
-    if schedule is None:
-        return 1.0
-    if callable(schedule):
-        factor = schedule(step, total)
-        try:
-            return chk.nonnegative_float(factor, "lr_schedule(step, total)")
-        except (TypeError, ValueError):
-            raise TypeError(f"lr_schedule(step, total) returned {factor!r:.60} at step {step}; "
-                            "it must return the learning-rate multiplier, a finite number "
-                            ">= 0") from None
-    frac = step / max(total, 1)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * frac))
-    if schedule == "step":
-        return 1.0 if frac < 0.5 else (0.1 if frac < 0.75 else 0.01)
-    return 0.01 ** frac
-
-
-@contextmanager
-def thread_limits(threads):
-    """Cap BLAS threads (with threadpoolctl, if installed) and Numba threads to ``threads``
-    for the duration of the block; ``None`` changes nothing."""
-    if threads is None:
-        yield
-        return
-    with ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-            stack.enter_context(threadpool_limits(limits=threads))
-        except ImportError:  # BLAS then uses its own default (OMP_NUM_THREADS etc.)
-            pass
-        try:
-            import numba
-            old = numba.get_num_threads()
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            stack.callback(numba.set_num_threads, old)
-        except ImportError:
-            pass
-        yield
-
-
-def param_arrays(model):
-    """``{"params/<name>": array}`` for every named parameter (views, not copies)."""
-    return {f"params/{name}": v for name, v in model.named_parameters().items()}
-
-
-def restore_params(model, arrays, path=None):
-    """Copy ``params/<name>`` arrays into ``model``, raising CheckpointError on any mismatch."""
-    expected = {f"params/{n}": s for n, s in model.params.shapes.items()}
-    check_shapes(arrays, expected, path=path)
-    extra = sorted(k for k in arrays if k.startswith("params/") and k not in expected)
-    if extra:
-        raise CheckpointError(f"{path}: checkpoint has parameters the model lacks: {extra}")
-    try:
-        model.params.load({k[7:]: arrays[k] for k in expected})
-    except ValueError as exc:  # NaN or inf weights
-        raise CheckpointError(f"{path}: {exc}; the file is damaged") from None
 
 
 class Trainer:
@@ -295,6 +228,8 @@ class Trainer:
         schema.check_history(config.get("history", []), path)
         schema.check_training(config["training"], path)
         mine = self.model.config()
+        config = {**config, "likelihood": likelihood_name(config)}  # either form: by name
+        mine["likelihood"] = likelihood_name(mine)
         diff = [f"{k}: checkpoint {config.get(k)!r:.40}, model {mine[k]!r}"
                 for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
         if diff:
@@ -378,11 +313,9 @@ class Trainer:
             m.build(x0.shape[1])  # the model's own memory is checked as it is built
         core = m._model() if hasattr(m, "_model") else m  # a VAE holds a VAEModel
         core.check_memory(core.input_dim, min(self.batch_size, x0.shape[0]))
-        X = m._check_x(x0, "X")
-        y = m._check_y(y, X.shape[0], "y")
+        X, y = m.check_input(x0, y, x_name="X")
         if val is not None:
-            xv = m._check_x(val[0], "X_val")
-            val = (xv, m._check_y(val[1], xv.shape[0], "y_val"))
+            val = m.check_input(val[0], val[1], x_name="X_val", y_name="y_val")
         if self.binarize and (X.min() < 0 or X.max() > 1):
             raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
         self._reset()
