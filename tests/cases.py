@@ -1,8 +1,8 @@
 """The instances every gradient test runs over, one entry per public class.
 
-``tests/test_registry.py`` fails if the package gains a layer, activation or likelihood
-class that has no entry here, so nothing ships without a gradient check. The name lists
-below are read from the registries (``npvae.core.activations.ACTIVATIONS``,
+``tests/test_registry.py`` fails if the package gains a layer, activation, likelihood class
+or training objective that has no entry here, so nothing ships without a gradient check.
+The name lists below are read from the registries (``npvae.core.activations.ACTIVATIONS``,
 ``npvae.core.likelihoods.LIKELIHOODS``), not copied.
 """
 
@@ -51,3 +51,7 @@ LIKELIHOOD_NAMES = list(LIKELIHOOD_REGISTRY)
 
 # layer classes and the test module that checks their gradients
 LAYER_CASES = {"Dense": "tests/test_layers.py", "MLP": "tests/test_layers.py"}
+
+# training objectives and the test module that checks their gradients
+OBJECTIVE_CASES = {"elbo": "tests/test_model_grad.py", "iwae": "tests/test_objectives.py",
+                   "iwae-dreg": "tests/test_objectives.py"}

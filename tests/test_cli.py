@@ -310,3 +310,32 @@ def test_diverged_run_exits_1_and_keeps_the_checkpoint(tmp_path, capsys):
     assert "diverged" in err and "--lr" in err and "is kept" in err and "Traceback" not in err
     np.testing.assert_array_equal(params(out), good)
     assert json.load(open(out / "config.json"))["result"]["stop_reason"] == "diverged"
+
+
+# ----------------------------------------------------------------------------- objectives
+def test_train_on_the_iwae_bound_then_interrupt_and_resume(tmp_path, capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--objective" in out and "--k K" in out
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    extra = ("--objective", "iwae-dreg", "--k", "3")
+    assert train_fast(straight, *extra) == 0
+    assert "validation iwae-dreg bound (k=3) -" in capsys.readouterr().out
+    settings = json.load(open(straight / "config.json"))["options"]
+    assert (settings["objective"], settings["k"]) == ("iwae-dreg", 3)
+    assert train_fast(cut, *extra, callbacks=[KillAt(5)]) == 130
+    assert main(["train", "--resume", str(cut), "--no-progress", "--no-figures"]) == 0
+    np.testing.assert_array_equal(params(cut), params(straight))
+    assert main(["info", str(cut)]) == 0
+    assert "objective iwae-dreg k=3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--k", "5"], ["--k 5", "--objective iwae", "--samples"]),
+    (["--objective", "iwae", "--free-bits", "0.5"], ["--free-bits", "drop"]),
+    (["--objective", "iwea"], ["invalid choice", "iwea"]),
+])
+def test_bad_objective_options_exit_2_before_any_work(extra, words, tmp_path, capsys):
+    assert train_fast(tmp_path / "r", *extra) == 2
+    one_error_line(capsys, *words)
+    assert not os.path.exists(tmp_path / "r")

@@ -332,3 +332,62 @@ def test_row_parallel_twins_match_reference_and_serial(dtype, shape, monkeypatch
     for i in (1, 2):
         close(par[i], ref[i], dtype)
         assert np.array_equal(par[i], ser[i])
+
+
+def iwae_inputs(dtype, n, z, k, groups, seed, cond):
+    rng = np.random.default_rng(seed)
+    rows = groups * k * n
+    h = (rng.standard_normal((n, 2 * z)) * 2).astype(dtype)
+    noise = rng.standard_normal((rows, z)).astype(dtype)
+    dec_in = rng.standard_normal((rows, z + cond)).astype(dtype)  # z: a strided view if cond
+    nll = rng.standard_normal(rows) * 30 + 50
+    return rng, h, noise, dec_in[:, :z], nll
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(n=batch, z=width, k=st.integers(1, 6), groups=st.integers(1, 2), cond=st.integers(0, 2),
+       beta=st.sampled_from([0.0, 0.5, 1.0, 2.0]), stop_q=st.booleans(), seed=seeds)
+def test_iwae_weights_and_backward(dtype, n, z, k, groups, cond, beta, stop_q, seed):
+    rng, h, noise, zs, nll = iwae_inputs(dtype, n, z, k, groups, seed, cond)
+    rows = len(noise)
+    ratio, wn = [np.full(rows, np.nan) for _ in range(2)], [np.full(rows, np.nan) for _ in range(2)]
+    scale = [np.full(rows, np.nan, dtype) for _ in range(2)]
+    got = [kern.iwae_weights(h, noise, zs, nll, beta, k, ratio[i], wn[i], scale[i])
+           for i, kern in enumerate((NB, REF))]
+    close(ratio[0], ratio[1], dtype, n_terms=z)
+    close(wn[0], wn[1], dtype, n_terms=z)
+    close(scale[0], scale[1], dtype, n_terms=z)
+    for a, b in zip(got[0], got[1], strict=True):
+        assert a == pytest.approx(b, rel=RTOL[dtype] * z * rows, abs=RTOL[dtype] * z * rows)
+    dz_buf = rng.standard_normal((rows, z + cond)).astype(dtype)
+    rho = rng.random(rows).astype(dtype)
+    dh = [np.full_like(h, np.nan), np.full_like(h, np.nan)]
+    NB.iwae_backward(h, noise, zs, dz_buf[:, :z], scale[1], rho, beta, stop_q, dh[0])
+    REF.iwae_backward(h, noise, zs, dz_buf[:, :z], scale[1], rho, beta, stop_q, dh[1])
+    close(dh[0], dh[1], dtype, n_terms=groups * k * 4)
+
+
+def test_iwae_weights_reference_is_log_sum_exp_over_each_bound():
+    """The reference against an explicit loop: per (bound, point), scipy's logsumexp and
+    softmax of beta * log(N(z; 0, I) / N(z; mu, sigma^2)) - nll."""
+    from scipy.stats import norm
+
+    n, z, k, groups, beta = 3, 2, 4, 2, 0.7
+    _, h, noise, _, nll = iwae_inputs(np.float64, n, z, k, groups, 5, 1)
+    mu, sd = h[:, :z], np.exp(0.5 * h[:, z:])
+    zs = np.tile(mu, (groups * k, 1)) + np.tile(sd, (groups * k, 1)) * noise
+    ratio, wn, scale = np.empty(len(noise)), np.empty(len(noise)), np.empty(len(noise))
+    bound, nll_sum, ratio_sum = REF.iwae_weights(h, noise, zs, nll, beta, k, ratio, wn, scale)
+    total = 0.0
+    for g in range(groups):
+        for i in range(n):
+            rs = [(g * k + q) * n + i for q in range(k)]
+            zz = mu[i] + sd[i] * noise[rs]
+            want = norm.logpdf(zz).sum(1) - norm.logpdf(zz, mu[i], sd[i]).sum(1)
+            np.testing.assert_allclose(ratio[rs], want, rtol=1e-12)
+            a = beta * want - nll[rs]
+            np.testing.assert_allclose(wn[rs], scipy.special.softmax(a), rtol=1e-12)
+            np.testing.assert_allclose(scale[rs], wn[rs] / (groups * n), rtol=1e-15)
+            total += scipy.special.logsumexp(a) - np.log(k)
+    assert bound == pytest.approx(total, rel=1e-12)
+    assert (nll_sum, ratio_sum) == pytest.approx((nll.sum(), ratio.sum()), rel=1e-12)

@@ -18,7 +18,7 @@ import pytest
 import npvae.core.layers
 from npvae.core.activations import ACTIVATIONS, Activation
 from npvae.core.likelihoods import LIKELIHOODS, Likelihood
-from tests.cases import ACTIVATION_CASES, LAYER_CASES, LIKELIHOOD_CASES
+from tests.cases import ACTIVATION_CASES, LAYER_CASES, LIKELIHOOD_CASES, OBJECTIVE_CASES
 
 
 def public_classes(module, base=None):
@@ -67,6 +67,16 @@ def test_a_name_or_code_cannot_be_registered_twice():
 def test_every_layer_class_has_gradient_tests():
     classes = {c.__name__ for c in public_classes(npvae.core.layers)}
     assert classes == set(LAYER_CASES), "add gradient tests for the new layer class"
+
+
+def test_every_objective_has_gradient_tests():
+    from npvae.core.objectives import OBJECTIVES
+
+    assert set(OBJECTIVES) == set(OBJECTIVE_CASES), "add the objective to tests/cases.py"
+    root = pathlib.Path(__file__).parents[1]
+    for name, module in OBJECTIVE_CASES.items():
+        text = (root / module).read_text()
+        assert "check_model(" in text and (name == "elbo" or f'"{name}"' in text), name
 
 
 def test_every_kernel_is_tested_against_its_reference():

@@ -111,6 +111,20 @@ def _build_model(opts, input_dim, cond_dim, rows):
         raise CLIError(" ".join(str(exc).split())) from exc
 
 
+def _objective(opts):
+    """The run's ``k`` (1 for the ELBO), checked before any data is loaded."""
+    from npvae.core.objectives import check_objective
+
+    if opts["objective"] == "elbo":
+        if opts["k"] not in (None, 1):
+            raise CLIError(f"--k {opts['k']} is the sample count of --objective iwae or "
+                           "iwae-dreg; the ELBO draws --samples per example instead")
+    elif opts["free_bits"]:
+        raise CLIError(f"--free-bits holds the ELBO's closed-form KL per dimension; "
+                       f"--objective {opts['objective']} has none: drop --free-bits")
+    return check_objective(opts["objective"], opts["k"])[1]
+
+
 def train(args, callbacks=()):
     with contextlib.ExitStack() as stack:  # holds the run folder's lock (rank 0's)
         return _train(args, callbacks, stack)
@@ -133,6 +147,7 @@ def _train(args, callbacks, stack):
     if not root:  # rank 0 prints and writes for the whole job
         args.quiet = args.no_figures = True
     opts, run_dir, resuming = parallel.from_root(dp, lambda: _train_options(args))
+    k = _objective(opts)
     if resuming and root:
         stack.enter_context(runs.run_lock(run_dir))
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
@@ -175,7 +190,7 @@ def _train(args, callbacks, stack):
                       threads=opts["threads"],
                       binarize="stochastic" if opts["binarize"] == "stochastic" else None,
                       checkpoint_path=ckpt, resume=resuming, progress=progress,
-                      callbacks=callbacks, comm=dp)
+                      callbacks=callbacks, objective=opts["objective"], k=opts["k"], comm=dp)
     except TrainingDiverged as exc:
         status, error = 1, " ".join(str(exc).split())
     except RanksDiverged as exc:  # raised on every rank alike
@@ -241,6 +256,9 @@ def _train(args, callbacks, stack):
         print(f"validation ELBO {elbo:.2f} nats (recon {rec['val_recon']:.2f}, KL "
               f"{rec['val_kl']:.2f}) at epoch {rec['epoch']}; took "
               f"{time.perf_counter() - t0:.0f} s")
+        if opts["objective"] != "elbo":
+            print(f"validation {opts['objective']} bound (k={k}) "
+                  f"{-rec['val_loss']:.2f} nats")
     print(f"next: npvae sample {run_dir}   npvae eval {run_dir}")
     return 0
 
@@ -443,7 +461,9 @@ def info(args, callbacks=()):
         lines.append(f"training     {len(done)} of {s.get('epochs')} epochs ({finished}), batch "
                      f"{s.get('batch_size')}, {s.get('optimizer')} lr {_num(s.get('lr'), 'g')}, "
                      f"schedule {s.get('lr_schedule') or 'none'}, KL warm-up "
-                     f"{_num(s.get('kl_warmup_epochs'), 'g')}, seed {s.get('seed')}")
+                     f"{_num(s.get('kl_warmup_epochs'), 'g')}, seed {s.get('seed')}"
+                     + (f", objective {s.get('objective')} k={s.get('k')}"
+                        if s.get("objective", "elbo") != "elbo" else ""))
     if done:
         secs = sum(r.get("seconds", 0.0) for r in hist)
         lines.append(f"history      {'epoch':>5} {'train loss':>11} {'val ELBO':>10} "

@@ -15,6 +15,7 @@ import argparse
 
 from npvae.core import activations as _activations
 from npvae.core import likelihoods as _likelihoods
+from npvae.core.objectives import DEFAULT_K, OBJECTIVES
 from npvae.training.trainer import FIT_DEFAULTS  # VAE.fit's: the two share one set
 
 __all__ = ["build_parser", "TRAIN_DEFAULTS", "M2_DEFAULTS", "parse_hidden"]
@@ -27,7 +28,7 @@ TRAIN_DEFAULTS = {
     "free_bits": 0.0, "samples": 1, "latent_dim": 10, "hidden": [512],
     "activation": "relu", "likelihood": "bernoulli", "early_stopping": None,
     "clip_norm": None, "seed": 0, "threads": None, "binarize": "none", "scale": "auto",
-    "cache_dir": None, "conditional": False,
+    "cache_dir": None, "conditional": False, "objective": "elbo", "k": None,
 }
 # --semi-supervised: its own options, and its defaults for the model and optimisation ones
 M2_DEFAULTS = {"labels": 100, "alpha": None, "n_val": None, "epochs": 100, "batch_size": 100,
@@ -144,8 +145,9 @@ def build_parser():
 
     t = sub.add_parser("train", help=(
         "train a VAE and write a run folder (checkpoint, metrics, figures)"), description=(
-        "Train a VAE by maximising the ELBO, E_q[log p(x|z)] - beta * KL(q(z|x) || N(0, I)), "
-        "with Adam on minibatches. Writes a run folder: checkpoint.npz, config.json, "
+        "Train a VAE by maximising the ELBO, E_q[log p(x|z)] - beta * KL(q(z|x) || N(0, I)) "
+        "(or the importance-weighted bound: --objective), with Adam on minibatches. Writes "
+        "a run folder: checkpoint.npz, config.json, "
         "metrics.jsonl (one line per epoch) and figures (loss curves, reconstructions, "
         "samples, latent traversals; for a 2-D latent space the latent map and the decoded "
         "manifold). Ctrl-C saves a checkpoint; `npvae train --resume RUN_DIR` continues it. "
@@ -195,6 +197,15 @@ def build_parser():
         "labelled validation rows held out of the training set, to pick the epoch "
         "(default: 10%% of it, at most 5000)"))
     g = t.add_argument_group("optimisation")
+    g.add_argument("--objective", choices=OBJECTIVES, type=str.lower, help=(
+        "what to maximise: elbo; iwae, the k-sample importance-weighted bound (Burda et al.), "
+        "tighter than the ELBO, E log (1/k) sum_i p(x, z_i) / q(z_i|x); iwae-dreg, the same "
+        "bound with the doubly reparameterised encoder gradient (Tucker et al.), less noisy "
+        f"as k grows (default: {d['objective']})"))
+    g.add_argument("--k", type=_int(1), metavar="K", help=(
+        "importance samples per example of --objective iwae / iwae-dreg; each step decodes "
+        "L x K samples (L from --samples: L independent bounds, averaged) "
+        f"(default: {DEFAULT_K})"))
     g.add_argument("--epochs", type=_int(1), help=(
         f"passes over the training set; with --resume, the total to reach "
         f"(default: {d['epochs']})"))

@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core import memory, workspace
+from npvae.core import memory, objectives, workspace
 from npvae.core.layers import MLP
 from npvae.core.likelihoods import get_likelihood
 from npvae.core.params import ParamBuffer
@@ -235,13 +235,14 @@ class VAEModel:
 
     # ------------------------------------------------------------------------ workspace
     def _workspace(self, key):
-        """The buffers for ``key``: a batch size ``n`` (:meth:`loss_and_grad`) or
-        ``("infer", n)`` (:meth:`reconstruct_mean`); see :mod:`npvae.core.workspace`."""
+        """The buffers for ``key``: a batch size ``n`` (:meth:`loss_and_grad`),
+        ``("samples", n, S)`` (an importance-weighted objective's S = L k samples per row)
+        or ``("infer", n)`` (:meth:`reconstruct_mean`); see :mod:`npvae.core.workspace`."""
         return self._workspaces(key)
 
     # --------------------------------------------------------------------- loss and grad
     def loss_and_grad(self, x, y=None, *, noise=None, rng=None, beta=None, free_bits=None,
-                      target=None, check_input=True, _defer=()):
+                      target=None, check_input=True, objective=None, k=None, _defer=()):
         r"""Return -ELBO of the batch and write its gradient into ``params.grad``.
 
         Parameters
@@ -262,6 +263,16 @@ class VAEModel:
         check_input : bool, default True
             Validate ``x`` (shape, finiteness, support). A trainer that validated the whole
             dataset once passes False.
+        objective : {"elbo", "iwae", "iwae-dreg"}, optional
+            The loss. Default (None, ``"elbo"``): -ELBO as above. ``"iwae"``: the mean over
+            the batch and the L samples of minus the k-sample importance-weighted bound
+            (Burda et al. 2016), ``beta`` weighting ``log p(z) - log q(z|x)`` in each log
+            weight; ``"iwae-dreg"``: the same loss with the doubly reparameterised encoder
+            gradient (Tucker et al. 2019). See :mod:`npvae.core.objectives`. ``noise``
+            then has shape (L k, N, Z), sample ``l k + i`` the i-th of bound ``l``; free
+            bits do not apply.
+        k : int, optional
+            Importance samples per bound of the importance-weighted objectives (default 5).
 
         Returns
         -------
@@ -269,8 +280,11 @@ class VAEModel:
             ``recon + beta * kl`` (with free bits, ``recon + beta * sum_j max(kl_j, fb)``),
             averaged over the batch and the L samples, summed over dimensions.
         parts : dict
-            ``{"loss", "recon", "kl"}``; ``kl`` is the unweighted KL.
+            ``{"loss", "recon", "kl"}``; ``kl`` is the unweighted KL (for the importance-
+            weighted objectives, both are Monte-Carlo averages over the L k samples, and
+            ``recon + beta * kl`` is minus the ELBO from those draws).
         """
+        bound = objectives.get_objective(objective, k)  # None: the ELBO (k names kernels below)
         if check_input or self.params is None:
             x = self._check_x(x)
             if target is not None:
@@ -282,15 +296,22 @@ class VAEModel:
         y = self._check_y(y, n)
         beta = self.beta if beta is None else chk.nonnegative_float(beta, "beta")
         fb = self.free_bits if free_bits is None else chk.nonnegative_float(free_bits, "free_bits")
-        ws = self._workspace(n)
-        k, L, z = self.kernels, self.n_samples, self.latent_dim
+        if bound is None:
+            ws = self._workspace(n)
+        elif fb > 0:
+            raise ValueError(f"free_bits={fb} holds the closed-form KL of the ELBO per "
+                             f"dimension; objective={bound.name!r} has no such KL: set "
+                             "free_bits=0")
+        else:
+            ws = self._workspace(("samples", n, bound.samples(self, n)))
+        k, L, z = self.kernels, ws["noise"].shape[0], self.latent_dim
         if noise is None:
             (rng or self.rng).standard_normal(out=ws["noise"], dtype=self.dtype)
         else:
             noise = np.asarray(noise)
             if noise.shape != (L, n, z):
-                raise ValueError(
-                    f"noise must have shape (L, N, Z) = {(L, n, z)}, got {noise.shape}")
+                raise ValueError(f"noise must have shape ({'L' if bound is None else 'L k'}, "
+                                 f"N, Z) = {(L, n, z)}, got {noise.shape}")
             ws["noise"][...] = noise
         noise2 = ws["noise"].reshape(L * n, z)
 
@@ -306,6 +327,9 @@ class VAEModel:
         if y is not None:
             dec_in.reshape(L, n, -1)[:, :, z:] = y
         out = self.decoder.forward(dec_in, ws["dec"], k)  # (L*N, D)
+        if bound is not None:  # an importance-weighted bound: npvae.core.objectives
+            return bound.loss_and_grad(self, h, noise2, enc_in, dec_in, out, target, beta, ws,
+                                       _defer)
         scale = 1.0 / (L * n)
         recon = self.likelihood.nll_and_grad(out, target, scale, ws["dout"], k) * scale
 
@@ -355,12 +379,13 @@ class VAEModel:
         if self.kernels.pace is not None:  # as many threads as there are free cores
             self.kernels.pace()
         fused = {}  # layer -> (x, delta), filled by the backward pass
-        rows = np.shape(x)[0] * self.n_samples
+        bound = objectives.get_objective(loss_kw.pop("objective", None), loss_kw.pop("k", None))
+        rows = np.shape(x)[0] * self.n_samples * (1 if bound is None else bound.k)
         if (reduce is None and isinstance(optimizer, Adam) and optimizer.clip_norm is None
                 and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
             fused = {layer: None for layer in self.encoder.layers + self.decoder.layers
                      if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS}
-        loss, parts = self.loss_and_grad(x, y, _defer=fused, **loss_kw)
+        loss, parts = self.loss_and_grad(x, y, objective=bound, _defer=fused, **loss_kw)
         if reduce is not None:
             loss, parts = reduce(loss, parts)
         if not np.isfinite(loss):

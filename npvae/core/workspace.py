@@ -4,7 +4,8 @@ reused, so that a training step allocates nothing.
 :class:`Workspaces` keeps the last few layouts used (a training loop sees one batch size
 and the last, smaller batch of an epoch; evaluation another); the two layouts are
 :func:`train_buffers` (:meth:`VAEModel.loss_and_grad`) and :func:`infer_buffers`
-(:meth:`VAEModel.reconstruct_mean`).
+(:meth:`VAEModel.reconstruct_mean`); an importance-weighted objective's step takes the
+first with its own sample count.
 """
 
 from __future__ import annotations
@@ -39,14 +40,21 @@ class Workspaces:
 
 
 def buffers(model, key):
-    """The layout ``key`` names: a batch size ``n`` (a training step), or ``("infer", n)``."""
-    return infer_buffers(model, key[1]) if isinstance(key, tuple) else train_buffers(model, key)
+    """The layout ``key`` names: a batch size ``n`` (a training step), ``("samples", n, S)``
+    (a training step with S samples per row: an importance-weighted objective's L k), or
+    ``("infer", n)``."""
+    if not isinstance(key, tuple):
+        return train_buffers(model, key)
+    return train_buffers(model, key[1], key[2]) if key[0] == "samples" else \
+        infer_buffers(model, key[1])
 
 
-def train_buffers(model, n):
-    """A training step's buffers for a batch of ``n`` rows (``L * n`` decoder rows)."""
+def train_buffers(model, n, samples=None):
+    """A training step's buffers for a batch of ``n`` rows (``L * n`` decoder rows, L the
+    model's ``n_samples`` unless ``samples`` says otherwise)."""
     L, z, c, d, dt = model.n_samples, model.latent_dim, model.cond_dim, model.input_dim, \
         model.dtype
+    L = L if samples is None else samples
     return {
         "enc_in": np.empty((n, d + c), dt) if c else None,
         "enc": model.encoder.workspace(n, dt),

@@ -11,6 +11,9 @@ accumulate in float64. With :math:`q(z|x) = N(\mu, \mathrm{diag}\,\sigma^2)` and
         \frac{p(x|z_k)\,p(z_k)}{q(z_k|x)}, \qquad
     \log \frac{p(z)}{q(z|x)} = \tfrac12 \sum_j (\epsilon_j^2 - z_j^2 + \log \sigma_j^2)
 
+(the last from :func:`npvae.kernels._reference.log_prior_ratio`, which training on the
+IWAE bound uses too).
+
 The IWAE estimate (Burda et al. 2016) is a lower bound on log p(x) whose expectation rises
 with K towards log p(x); with K = 1 its expectation is the ELBO.
 """
@@ -22,7 +25,7 @@ from scipy.special import logsumexp
 
 from npvae.core import checks as chk
 from npvae.core.memory import check_memory
-from npvae.kernels._reference import gaussian_kl
+from npvae.kernels._reference import gaussian_kl, log_prior_ratio
 
 __all__ = ["elbo_terms", "iwae_log_likelihood", "active_units", "kl_per_dimension",
            "EVAL_SEED"]
@@ -140,8 +143,7 @@ def iwae_log_likelihood(model, X, y=None, *, k=100, rng=None, batch_size=256):
             kk = min(kc, k - k0)
             eps = rng.standard_normal((kk, nb, mu.shape[1]))
             z = mu + std * eps
-            log_pz_qz = 0.5 * ((eps * eps).sum(-1) - (z * z).sum(-1) + lv.sum(-1))
-            logw[k0:k0 + kk] = log_pz_qz - _decode_nll(model, z, xb, yb)
+            logw[k0:k0 + kk] = log_prior_ratio(eps, z, lv) - _decode_nll(model, z, xb, yb)
         out[s] = logsumexp(logw, axis=0) - np.log(k)
     return out
 

@@ -37,7 +37,7 @@ BACKENDS = ("numba", "numpy")
 KERNEL_NAMES = (
     "matmul", "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
     "gaussian_nll", "bernoulli_nll_rows", "gaussian_nll_rows", "sigmoid", "adam_step",
-    "adam_step_outer", "sgd_step", "sum_squares",
+    "adam_step_outer", "sgd_step", "sum_squares", "iwae_weights", "iwae_backward",
     "bias_act_pre",
 )
 _loaded = {}
@@ -133,6 +133,10 @@ def warmup(dtypes=("float32", "float64")):
         noise = np.zeros((2, 2), dtype=dt)
         k.sample_kl(h, noise, noise.copy(), np.zeros(2, dtype=dt))
         k.sample_kl_backward(h, noise, noise, np.zeros(2, dtype=dt), h.copy())
+        lw = np.zeros(2)
+        k.iwae_weights(h, noise, noise, lw, 1.0, 1, lw.copy(), lw.copy(), np.zeros(2, dtype=dt))
+        for stop in (False, True):
+            k.iwae_backward(h, noise, noise, noise, noise[0], noise[0], 1.0, stop, h.copy())
         k.bernoulli_nll(a, a, 1.0, a.copy())
         k.sigmoid(a, a.copy())
         k.gaussian_nll(a, a, b, 1.0, a.copy(), b.copy())

@@ -42,6 +42,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from npvae.core import checks as chk
+from npvae.core.objectives import get_objective
 
 __all__ = ["DataParallel", "RanksDiverged", "CHECK_EVERY", "shard_bounds", "launched_world",
            "world_comm", "resize_note"]
@@ -239,7 +240,9 @@ class DataParallel:
         ``(loss, parts)``. Draws the global batch's noise from ``trainer.rng_noise``."""
         m, opt = trainer.model, trainer.opt
         rows = self.shard(n_global)
-        noise = trainer.rng_noise.standard_normal((m.n_samples, n_global, m.latent_dim),
+        bound = get_objective(loss_kw.get("objective"), loss_kw.get("k"))  # L k samples: IWAE
+        samples = m.n_samples * (1 if bound is None else bound.k)
+        noise = trainer.rng_noise.standard_normal((samples, n_global, m.latent_dim),
                                                   dtype=m.dtype)
         reduce = self._reducer(trainer, len(xb) / n_global)
         if len(xb):

@@ -169,8 +169,9 @@ class VAE(EstimatorMixin, VAEModel):
             early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
             threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
             resume=False, progress=True, callbacks=(), warm_start=False, corruption=None,
-            corruption_level=0.3, comm=None):
-        """Train the model by minibatch stochastic optimisation of -ELBO.
+            corruption_level=0.3, objective="elbo", k=None, comm=None):
+        """Train the model by minibatch stochastic optimisation of -ELBO (or of an
+        importance-weighted bound, ``objective=...``).
 
         Parameters
         ----------
@@ -179,7 +180,8 @@ class VAE(EstimatorMixin, VAEModel):
             Metadata of a conditional model; ignored when ``cond_dim == 0``.
         validation_data : (X_val,) or (X_val, y_val), optional
             Evaluated after every epoch (forward only, fixed noise, so epochs compare):
-            ``val_loss = val_recon + beta * val_kl`` with the model's ``beta``.
+            ``val_loss = val_recon + beta * val_kl`` with the model's ``beta`` (minus the
+            k-sample bound for an importance-weighted ``objective``).
         epochs : int, default 24
         batch_size : int, default 128
             The last batch of an epoch may be smaller.
@@ -241,6 +243,20 @@ class VAE(EstimatorMixin, VAEModel):
         corruption_level : float, default 0.3
             Probability (``"mask"``, ``"salt-pepper"``) or noise standard deviation
             (``"gaussian"``).
+        objective : {"elbo", "iwae", "iwae-dreg"}, default "elbo"
+            ``"iwae"`` trains on the k-sample importance-weighted bound (Burda et al. 2016),
+            ``"iwae-dreg"`` on the same bound with the doubly reparameterised encoder
+            gradient (Tucker et al. 2019), lower in variance as k grows; see
+            :mod:`npvae.core.objectives`. Each step then decodes ``n_samples * k`` samples
+            per example: ``n_samples`` (L) independent bounds of ``k`` samples each, averaged
+            (L = 1, the default, is plain IWAE). ``beta`` weights ``log p(z) - log q(z|x)`` in
+            each log weight; ``free_bits`` must be 0. ``train_loss`` is then minus the bound,
+            ``train_recon`` and ``train_kl`` the Monte-Carlo averages over the samples, and
+            ``val_loss`` minus the k-sample bound on the validation data (beta = 1).
+        k : int, optional
+            Importance samples per bound (default 5); only with an importance-weighted
+            objective. Saved in the checkpoint with ``objective``, like every training
+            setting.
         comm : mpi4py communicator or DataParallel, optional
             Data-parallel training over MPI (``pip install 'npvae[mpi]'``), e.g.
             ``comm=MPI.COMM_WORLD`` in a script run by ``mpiexec -n P python -m mpi4py
@@ -272,7 +288,7 @@ class VAE(EstimatorMixin, VAEModel):
             weight_decay=weight_decay, seed=seed, threads=threads, binarize=binarize,
             checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, resume=resume,
             progress=progress, callbacks=callbacks, corruption=corruption,
-            corruption_level=corruption_level, comm=comm)
+            corruption_level=corruption_level, objective=objective, k=k, comm=comm)
         try:
             trainer.fit(X, self._sk_y(y), validation_data, reinit=not warm_start)
         finally:

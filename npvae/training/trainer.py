@@ -35,8 +35,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from npvae.core import checks as chk
+from npvae.core.objectives import check_objective
 from npvae.core.optim import SGD, Adam
-from npvae.inference.metrics import EVAL_SEED, elbo_terms
+from npvae.inference.metrics import EVAL_SEED, elbo_terms, iwae_log_likelihood
 from npvae.training import schema
 from npvae.training.checkpoint import (
     CHECKPOINT_KIND,
@@ -63,7 +64,8 @@ STRUCTURE_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden",
 # fit arguments that must match for a resumed run to equal an uninterrupted one
 _REPLAY_KEYS = ("batch_size", "lr", "optimizer", "lr_schedule", "kl_warmup_epochs",
                 "free_bits", "clip_norm", "weight_decay", "binarize", "corruption",
-                "corruption_level")
+                "corruption_level", "objective", "k")
+_REPLAY_DEFAULTS = {"objective": "elbo", "k": 1}  # what older checkpoints, lacking them, used
 
 
 class TrainingDiverged(RuntimeError):
@@ -106,7 +108,7 @@ class Trainer:
                  early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
                  threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
                  resume=False, progress=True, callbacks=(), corruption=None,
-                 corruption_level=0.3, comm=None):
+                 corruption_level=0.3, objective="elbo", k=None, comm=None):
         self.model = model
         self.epochs = chk.positive_int(epochs, "epochs")
         self.batch_size = chk.positive_int(batch_size, "batch_size")
@@ -123,6 +125,12 @@ class Trainer:
         self.clip_norm = None if clip_norm is None else chk.positive_float(clip_norm,
                                                                            "clip_norm")
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
+        self.objective, self.k = check_objective(objective, k)
+        self._objective_kw = {} if self.objective == "elbo" else {"objective": self.objective,
+                                                                  "k": self.k}
+        if self.objective != "elbo" and (model.free_bits if free_bits is None else free_bits):
+            raise ValueError(f"free bits hold the closed-form KL of the ELBO per dimension; "
+                             f"objective={self.objective!r} has no such KL: set free_bits=0")
         self.seed = chk.seed(model.seed if seed is None else seed)
         self.threads = None if threads is None else chk.positive_int(threads, "threads")
         self.dist = None  # data-parallel over MPI (npvae.training.distributed)
@@ -152,7 +160,8 @@ class Trainer:
                 "kl_warmup_epochs": self.kl_warmup_epochs, "free_bits": self.free_bits,
                 "clip_norm": self.clip_norm, "weight_decay": self.weight_decay,
                 "binarize": self.binarize, "corruption": self.corruption,
-                "corruption_level": self.corruption_level, "seed": self.seed}
+                "corruption_level": self.corruption_level, "seed": self.seed,
+                "objective": self.objective, "k": self.k}
 
     def _reset(self):
         m = self.model
@@ -265,7 +274,7 @@ class Trainer:
             raise ValueError(f"{path} was interrupted mid-epoch with batch_size="
                              f"{old['batch_size']}; resume with the same batch_size")
         new = self._settings()
-        changed = [k for k in _REPLAY_KEYS if old.get(k) != new[k]]
+        changed = [k for k in _REPLAY_KEYS if old.get(k, _REPLAY_DEFAULTS.get(k)) != new[k]]
         if self.lr_schedule is not None and old["epochs"] != self.epochs:
             changed.append("epochs (the lr schedule depends on it)")
         if changed:
@@ -468,7 +477,7 @@ class Trainer:
                 if self.corruption is not None:  # encode a corrupted copy, score the clean one
                     xb, target = self._corrupt(X, idx, xb), xb
                 kw = {"beta": beta, "free_bits": self.free_bits, "target": target,
-                      "check_input": False}
+                      "check_input": False, **self._objective_kw}
                 try:  # the step the benchmark times; a non-finite loss makes no update
                     if self.dist is None:
                         loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, **kw)
@@ -535,6 +544,11 @@ class Trainer:
                                    rng=np.random.default_rng(EVAL_SEED))
             rec.update(val_recon=float(recon.mean()), val_kl=float(kl.mean()),
                        val_loss=float(np.mean(recon + m.beta * kl)))
+        if val is not None and self.objective != "elbo":  # the bound trained on (beta = 1);
+            # with MPI every rank computes it whole, so all agree
+            ll = iwae_log_likelihood(self.model, val[0], val[1], k=self.k,
+                                     rng=np.random.default_rng(EVAL_SEED))
+            rec["val_loss"] = -float(ll.mean())
         return rec
 
     def _early_stopping(self, rec):
