@@ -106,7 +106,7 @@ def test_path_parts_and_their_gradients(prior_base, beta, seed, n, chains):
     x = rng.random((n, 4))
     joint = LogJoint(model, x, chains=chains)
     mu, lv = rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
-    base = None if prior_base else DiagonalGaussian(mu, lv, chains, np.float64)
+    base = None if prior_base else DiagonalGaussian(mu, lv, np.float64)
     path = Path(joint, base)
     p = path.new_point()
     p.z[...] = rng.standard_normal(p.z.shape)

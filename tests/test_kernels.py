@@ -309,3 +309,45 @@ def test_row_parallel_twins_match_reference_and_serial(dtype, shape, monkeypatch
     for i in (1, 2):
         close(par[i], ref[i], dtype)
         assert np.array_equal(par[i], ser[i])
+
+
+# ------------------------------------------------------------------- samplers over z
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("per_point", [True, False])
+@given(n=batch, chains=st.integers(1, 3), z=st.integers(1, 5), seed=seeds,
+       beta=st.floats(0, 1))
+def test_sampler_kernels(dtype, per_point, n, chains, z, seed, beta):
+    """normal_log_density, leapfrog_kick and leapfrog_drift: numba against the reference,
+    and the reference against an explicit loop over rows r (point r % N)."""
+    rng = np.random.default_rng(seed)
+    r, m = chains * n, n if per_point else 1
+    zs, v, g1, g2 = (rng.standard_normal((r, z)).astype(dtype) for _ in range(4))
+    mu, scale = (rng.standard_normal((m, z)).astype(dtype) for _ in range(2))
+    iv = rng.random((m, z)).astype(dtype) + 0.1
+    const, step = rng.standard_normal(m), (rng.random(n) + 0.1).astype(dtype)
+    out = [np.full(r, np.nan) for _ in range(2)]
+    grad = [np.full((r, z), np.nan, dtype) for _ in range(2)]
+    NB.normal_log_density(zs, mu, iv, const, out[0], grad[0])
+    REF.normal_log_density(zs, mu, iv, const, out[1], grad[1])
+    close(out[0], out[1], dtype, n_terms=z)
+    close(grad[0], grad[1], dtype)
+    kick = [v.copy(), v.copy()]
+    NB.leapfrog_kick(kick[0], g1, g2, beta, scale, step)
+    REF.leapfrog_kick(kick[1], g1, g2, beta, scale, step)
+    close(kick[0], kick[1], dtype, n_terms=3)
+    drift = [zs.copy(), zs.copy()]
+    NB.leapfrog_drift(drift[0], v, scale, step)
+    REF.leapfrog_drift(drift[1], v, scale, step)
+    close(drift[0], drift[1], dtype, n_terms=2)
+    z64 = [a.astype(np.float64) for a in (zs, v, g1, g2, mu, iv, scale)]
+    zz, vv, gg1, gg2, mm, ii, ss = z64
+    for i in range(r):
+        a = i % m
+        d = zz[i] - mm[a]
+        np.testing.assert_allclose(out[1][i], const[a] - 0.5 * np.sum(d * d * ii[a]),
+                                   rtol=10 * RTOL[dtype] * z, atol=10 * RTOL[dtype] * z)
+        e = float(step[i % n])
+        np.testing.assert_allclose(kick[1][i], vv[i] + e * ss[a] * (gg1[i] + beta * gg2[i]),
+                                   rtol=10 * RTOL[dtype], atol=10 * RTOL[dtype])
+        np.testing.assert_allclose(drift[1][i], zz[i] + e * ss[a] * vv[i],
+                                   rtol=10 * RTOL[dtype], atol=10 * RTOL[dtype])

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from npvae.core import checks as chk
+from npvae.kernels import get_kernels
 
 __all__ = ["LogJoint", "Point", "Path", "StandardNormal", "DiagonalGaussian"]
 
@@ -87,6 +88,8 @@ class LogJoint:
         self.nll = np.empty(r)
         self.loglik = np.empty(r)
         self.logp = np.empty(r)
+        self.prior = StandardNormal(z, self.dtype, self.kernels)
+        self.gprior = np.empty((r, z), self.dtype)
         self.evaluations = 0  # decoder passes over all rows, for throughput reports
 
     def _check_z(self, z):
@@ -95,7 +98,7 @@ class LogJoint:
                              f"{self.dtype} (chains x points rows, chain-major), got "
                              f"{z.shape} {z.dtype}")
 
-    def log_likelihood(self, z, grad=None):
+    def log_likelihood(self, z, grad=None, out=None):
         r"""log p(x | z) per row, and with ``grad`` given its gradient in z written there.
 
         Parameters
@@ -104,10 +107,13 @@ class LogJoint:
         grad : ndarray (R, Z), optional
             Written with :math:`\nabla_z \log p(x_{r \bmod N} | z_r)`.
 
+        out : ndarray (R,) of float64, optional
+            Where to write the result (default: an internal buffer, overwritten by the
+            next call).
+
         Returns
         -------
         ndarray (R,) of float64
-            An internal buffer, overwritten by the next call.
         """
         self._check_z(z)
         dec, k, zd = self.model.decoder, self.kernels, self.latent_dim
@@ -115,81 +121,72 @@ class LogJoint:
         if self.dec_in is not None:
             inp = self.dec_in
             inp[:, :zd] = z
-        out = dec.forward(inp, self.ws, k)
+        o = dec.forward(inp, self.ws, k)
         # row scale -1: dout is the gradient of log p(x|o), not of the NLL
-        self.model.likelihood.nll_rows_and_grad(out, self.x, self.minus_one, self.dout,
+        self.model.likelihood.nll_rows_and_grad(o, self.x, self.minus_one, self.dout,
                                                 self.nll, k)
-        np.negative(self.nll, out=self.loglik)
+        out = self.loglik if out is None else out
+        np.negative(self.nll, out=out)
         self.evaluations += 1
         if grad is not None:
             g = dec.backward_input(self.dout, inp, self.ws, k)
             grad[...] = g[:, :zd] if self.dec_in is not None else g
-        return self.loglik
+        return out
 
     def __call__(self, z, grad=None):
         r"""log p(x, z) per row (float64, an internal buffer), and
         :math:`\nabla_z \log p(x, z)` written into ``grad`` if given."""
         ll = self.log_likelihood(z, grad)
-        StandardNormal().log_density(z, self.logp)
+        self.prior.log_density(z, self.logp, self.gprior)
         self.logp += ll
         if grad is not None:
-            grad -= z
+            grad += self.gprior
         return self.logp
 
 
 class StandardNormal:
     r"""The prior :math:`N(0, I)`: :math:`\log p(z) = -\tfrac12 (|z|^2 + Z \log 2\pi)`,
-    :math:`\nabla = -z`."""
+    :math:`\nabla = -z` (kernel ``normal_log_density``)."""
 
-    def log_density(self, z, out, grad=None):
-        np.einsum("ij,ij->i", z, z, out=out, dtype=np.float64, casting="unsafe")
-        out *= -0.5
-        out -= 0.5 * z.shape[1] * LOG_2PI
-        if grad is not None:
-            np.negative(z, out=grad)
+    def __init__(self, latent_dim, dtype, kernels=None):
+        self.kernels = kernels or get_kernels()
+        self.mu = np.zeros((1, latent_dim), dtype)
+        self.inv_var = np.ones((1, latent_dim), dtype)
+        self.std = self.inv_var
+        self.const = np.full(1, -0.5 * latent_dim * LOG_2PI)
+
+    def log_density(self, z, out, grad):
+        """Write the log-density of every row of ``z`` into ``out`` (R,) and its gradient
+        into ``grad`` (R, Z)."""
+        self.kernels.normal_log_density(z, self.mu, self.inv_var, self.const, out, grad)
         return out
 
     def sample(self, rng, out):
-        """Write draws into ``out`` (R, Z)."""
+        """Write a draw for every row into ``out`` (R, Z), chain-major."""
         rng.standard_normal(out=out, dtype=out.dtype)
+        if self.mu.shape[0] > 1:
+            o = out.reshape(-1, *self.mu.shape)
+            o *= self.std
+            o += self.mu
         return out
 
 
-class DiagonalGaussian:
-    r"""A diagonal Gaussian per data point, :math:`N(\mu_n, \mathrm{diag}\,e^{\ell_n})`, tiled
-    over the chains (the encoder's q(z|x) as an annealing start).
+class DiagonalGaussian(StandardNormal):
+    r"""A diagonal Gaussian per data point, :math:`N(\mu_n, \mathrm{diag}\,e^{\ell_n})`,
+    the same for each chain of the point (the encoder's q(z|x) as an annealing start).
 
     .. math::
-        \log q(z) = -\tfrac12 \sum_j \big((z_j - \mu_j)^2 e^{-\ell_j} + \ell_j + \log 2\pi\big),
-        \qquad \nabla = -(z - \mu) e^{-\ell}
+        \log q(z) = -\tfrac12 \sum_j \big((z_j - \mu_j)^2 e^{-\ell_j} + \ell_j
+        + \log 2\pi\big), \qquad \nabla = -(z - \mu) e^{-\ell}
     """
 
-    def __init__(self, mu, logvar, chains, dtype):
+    def __init__(self, mu, logvar, dtype, kernels=None):
+        self.kernels = kernels or get_kernels()
         mu, lv = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
-        self.mu = np.tile(mu, (chains, 1)).astype(dtype)
-        self.std = np.tile(np.exp(0.5 * lv), (chains, 1)).astype(dtype)
-        self.inv_var = (1.0 / self.std.astype(np.float64) ** 2).astype(dtype)
-        self.const = -0.5 * (np.tile(lv.sum(axis=1), chains) + mu.shape[1] * LOG_2PI)
-        self.tmp = np.empty_like(self.mu)
-
-    def log_density(self, z, out, grad=None):
-        t = self.tmp
-        np.subtract(z, self.mu, out=t)
-        if grad is not None:
-            np.multiply(t, self.inv_var, out=grad)
-            np.negative(grad, out=grad)
-        t *= t
-        t *= self.inv_var
-        t.sum(axis=1, dtype=np.float64, out=out)
-        out *= -0.5
-        out += self.const
-        return out
-
-    def sample(self, rng, out):
-        rng.standard_normal(out=out, dtype=out.dtype)
-        out *= self.std
-        out += self.mu
-        return out
+        self.mu = mu.astype(dtype)
+        self.std = np.exp(0.5 * lv).astype(dtype)
+        self.inv_var = np.exp(-lv).astype(dtype)
+        self.const = -0.5 * (lv.sum(axis=1) + mu.shape[1] * LOG_2PI)
 
 
 class Point:
@@ -249,17 +246,21 @@ class Path:
     Parameters
     ----------
     joint : LogJoint
-    base : StandardNormal or DiagonalGaussian, optional
-        :math:`p_0`; default the prior, for which the log-ratio is :math:`\log p(x|z)`.
+    base : DiagonalGaussian, optional
+        :math:`p_0` with one row per data point; default the prior, for which the
+        log-ratio is :math:`\log p(x|z)`.
     """
 
     def __init__(self, joint, base=None):
         self.joint = joint
-        self.base = base or StandardNormal()
-        self.prior_base = isinstance(self.base, StandardNormal)
+        self.base = joint.prior if base is None else base
+        self.prior_base = base is None
         r, z = joint.rows, joint.latent_dim
+        if base is not None and base.mu.shape != (joint.n, z):
+            raise ValueError(f"the base density needs one row per data point, shape "
+                             f"({joint.n}, {z}), got {base.mu.shape}")
         self._prior = None if self.prior_base else np.empty(r)
-        self._gprior = None if self.prior_base else np.empty((r, z), joint.dtype)
+        self._scratch = np.empty((r, z), joint.dtype)
 
     @property
     def rows(self):
@@ -268,16 +269,23 @@ class Path:
     def new_point(self, grad=True):
         return Point(self.joint.rows, self.joint.latent_dim, self.joint.dtype, grad)
 
-    def evaluate(self, p):
-        """Fill ``p``'s parts at ``p.z`` (gradients too when ``p`` holds them)."""
-        p.lr[...] = self.joint.log_likelihood(p.z, p.g_lr)
-        self.base.log_density(p.z, p.lb, p.g_lb)
+    def evaluate(self, p, values=True):
+        r"""Fill ``p``'s parts at ``p.z`` (gradients too when ``p`` holds them).
+
+        ``values=False`` promises that only the gradients will be read (a leapfrog step
+        inside a trajectory): with the prior as base, ``lb`` is then left stale and
+        :math:`\nabla \mathrm{lb} = -z` is all that is computed of it."""
+        self.joint.log_likelihood(p.z, p.g_lr, out=p.lr)
+        if self.prior_base and not values and p.g_lb is not None:
+            np.negative(p.z, out=p.g_lb)
+            return p
+        g_lb = self._scratch if p.g_lb is None else p.g_lb
+        self.base.log_density(p.z, p.lb, g_lb)
         if not self.prior_base:  # lr = log p(x|z) + log p(z) - log q(z|x)
-            StandardNormal().log_density(p.z, self._prior, None if p.g_lr is None
-                                         else self._gprior)
+            self.joint.prior.log_density(p.z, self._prior, self._scratch)
             p.lr += self._prior
             p.lr -= p.lb
             if p.g_lr is not None:
-                p.g_lr += self._gprior
+                p.g_lr += self._scratch
                 p.g_lr -= p.g_lb
         return p

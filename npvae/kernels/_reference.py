@@ -327,3 +327,60 @@ def sgd_step(p, g, buf, lr, momentum, weight_decay, nesterov, first, gscale):
 def sum_squares(g):
     """Return ``sum(g**2)`` as a Python float, accumulated in float64."""
     return float(np.dot(g.astype(np.float64), g.astype(np.float64)))
+
+
+# ------------------------------------------------------------------- samplers over z
+# Rows are chain-major, r = k * N + n: a per-point array of M rows (M = N, or 1 for one
+# value shared by every row) is read at row r % M; R is a multiple of N.
+def _rows(a, r):
+    return np.tile(a, (r // a.shape[0],) + (1,) * (a.ndim - 1))
+
+
+def normal_log_density(z, mu, inv_var, const, out, grad):
+    r"""Diagonal-Gaussian log-density of every row, and its gradient in z.
+
+    .. math::
+        \mathrm{out}_r = c_r - \tfrac12 \sum_j (z_{rj} - \mu_{rj})^2 \lambda_{rj}, \qquad
+        \mathrm{grad}_r = -(z_r - \mu_r) \odot \lambda_r
+
+    with :math:`\mu, \lambda, c` read at row ``r % M``. The prior N(0, I) is
+    ``mu = 0``, ``inv_var = 1`` (shape (1, Z)), ``const = -Z/2 log 2 pi``; HMC's kinetic
+    energy :math:`-\tfrac12 |v|^2` is the same with ``const = 0``.
+
+    Parameters
+    ----------
+    z : ndarray (R, Z)
+    mu, inv_var : ndarray (M, Z), same dtype as z
+    const : ndarray (M,) of float64, the same M
+    out : ndarray (R,) of float64, written
+    grad : ndarray (R, Z), written
+    """
+    r = z.shape[0]
+    d = z - _rows(mu, r)
+    iv = _rows(inv_var, r)
+    grad[...] = -d * iv
+    out[...] = _rows(const, r) - 0.5 * (d.astype(np.float64) ** 2 * iv).sum(axis=1)
+
+
+def leapfrog_kick(v, g_lb, g_lr, beta, scale, step):
+    r"""In place: :math:`v \leftarrow v + \epsilon_r\, s_r \odot (\nabla \mathrm{lb} +
+    \beta \nabla \mathrm{lr})`, the momentum half of a leapfrog step (in the coordinates
+    z / s, where the mass is the identity).
+
+    Parameters
+    ----------
+    v, g_lb, g_lr : ndarray (R, Z)
+    beta : float
+    scale : ndarray (M, Z) with M = 1 or N, read at row r % M
+    step : ndarray (N,), read at row r % N
+    """
+    r = v.shape[0]
+    v += _rows(step, r)[:, None] * _rows(scale, r) * (g_lb + v.dtype.type(beta) * g_lr)
+
+
+def leapfrog_drift(z, v, scale, step):
+    r"""In place: :math:`z \leftarrow z + \epsilon_r\, s_r \odot v`, the position step of
+    leapfrog (and, with v standard normal, a random-walk proposal); shapes as in
+    :func:`leapfrog_kick`."""
+    r = z.shape[0]
+    z += _rows(step, r)[:, None] * _rows(scale, r) * v

@@ -1,0 +1,392 @@
+r"""MCMC over z for fixed x: random-walk Metropolis-Hastings, MALA and HMC on the decoder's
+true posterior :math:`p(z|x) \propto p(x|z)\,p(z)`.
+
+K chains for each of N data points run as one batch of R = K N rows (chain-major, see
+:mod:`npvae.inference.joint`), so every step is one batched decoder pass per density
+evaluation. A step proposes z' for every row and keeps it where
+
+.. math::
+    \log u < \log f(z') - \log f(z) + \log \frac{g(z | z')}{g(z' | z)}, \qquad u \sim U(0, 1),
+
+the Metropolis-Hastings rule, whose ratio needs no :math:`p(x)`. The kept state is *selected*
+row by row (``np.copyto(..., where=)``), never blended as ``a * new + (1 - a) * old``: a
+rejected proposal whose energy or gradient is inf or NaN (``0 * inf = NaN``) cannot reach it,
+and a proposal with any non-finite part is always rejected.
+
+* **Random walk**: :math:`z' = z + \epsilon\, s \odot \xi`, symmetric, so the ratio is
+  :math:`f(z')/f(z)`; no gradient.
+* **HMC** (Neal 2011): momentum :math:`v \sim N(0, I)`, L leapfrog steps of size
+  :math:`\epsilon` for :math:`H = -\log f(z) + \tfrac12 |v|^2` with the diagonal mass matrix
+  :math:`M^{-1} = \mathrm{diag}(s^2)`, accept on :math:`e^{H - H'}`.
+* **MALA** is HMC with one leapfrog step: :math:`z' = z + \tfrac{\epsilon^2}2 s^2 \nabla
+  \log f + \epsilon s \xi`, and its Hastings ratio equals HMC's kinetic-energy term
+  (derived in docs/math.md).
+
+The step size is one number per data point, adapted during warm-up only (a Robbins-Monro
+walk of :math:`\log\epsilon` towards a target acceptance, gains decaying, clipped to
+[``STEP_MIN``, ``STEP_MAX``]), then frozen at the mean of :math:`\log\epsilon` over the
+second half of warm-up; the draws are kept after warm-up. The scale ``s`` (per point and
+latent dimension) is fixed before sampling: the encoder's posterior standard deviation by
+default, which whitens dimensions the model uses (small sigma) against those it ignores
+(sigma near 1). Every random draw comes from the ``numpy.random.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from npvae.core import checks as chk
+from npvae.inference import diagnostics
+from npvae.inference.joint import DiagonalGaussian, LogJoint, Path
+
+__all__ = ["RandomWalk", "HMC", "StepSize", "Chains", "sample_posterior", "METHODS",
+           "TARGET_ACCEPT"]
+
+METHODS = ("rwmh", "mala", "hmc")
+TARGET_ACCEPT = {"rwmh": 0.234, "mala": 0.574, "hmc": 0.65}  # Roberts & Rosenthal; Neal
+STEP_MIN, STEP_MAX = 1e-6, 10.0
+
+
+class StepSize:
+    r"""Per-point step sizes, adapted towards a target acceptance while :attr:`adapting`.
+
+    :math:`\log\epsilon_{t+1} = \mathrm{clip}(\log\epsilon_t + (t + 1)^{-0.6}
+    (\bar a_t - a^*),\ \log \mathrm{STEP\_MIN},\ \log \mathrm{STEP\_MAX})`, with
+    :math:`\bar a_t` a point's mean acceptance probability over its chains. :meth:`freeze`
+    ends the adaptation at the mean :math:`\log\epsilon` of the second half of warm-up.
+    ``value`` (N,) in the chains' dtype is what the kernels read.
+    """
+
+    def __init__(self, initial, target, chains, warmup, dtype):
+        self.log = np.log(np.clip(np.asarray(initial, np.float64), STEP_MIN, STEP_MAX))
+        self.target, self.chains, self.warmup = float(target), int(chains), int(warmup)
+        self.t = 0
+        self.adapting = warmup > 0
+        self._sum, self._count = np.zeros_like(self.log), 0
+        self.value = np.exp(self.log).astype(dtype)
+
+    def update(self, accept_prob):
+        """One adaptation step from the rows' acceptance probabilities (R,)."""
+        if not self.adapting:
+            raise RuntimeError("the step size is frozen: adaptation happens in warm-up only")
+        a = accept_prob.reshape(self.chains, -1).mean(axis=0)
+        self.log += (self.t + 1.0) ** -0.6 * (a - self.target)
+        np.clip(self.log, np.log(STEP_MIN), np.log(STEP_MAX), out=self.log)
+        self.t += 1
+        if self.t > self.warmup // 2:
+            self._sum += self.log
+            self._count += 1
+        self.value[...] = np.exp(self.log)
+
+    def freeze(self):
+        if self.adapting and self._count:
+            self.log = self._sum / self._count
+            self.value[...] = np.exp(self.log)
+        self.adapting = False
+
+
+class _Kernel:
+    def __init__(self, path, scale, grad):
+        self.path = path
+        r, z, dt = path.rows, path.joint.latent_dim, path.joint.dtype
+        self.k = path.joint.kernels
+        self.prop = path.new_point(grad)
+        self.scale = np.ones((1, z), dt) if scale is None else np.ascontiguousarray(scale, dt)
+        self.noise = np.empty((r, z), dt)
+        self.u = np.empty(r)
+        self.f0, self.f1, self.prob = np.empty(r), np.empty(r), np.empty(r)
+        self.ok, self.bad, self.accept = (np.empty(r, bool) for _ in range(3))
+
+    def _finish(self, state, rng, log_ratio):
+        """Accept where log_ratio is finite and log u < log_ratio; return the acceptance
+        probabilities min(1, e^log_ratio) (0 where not finite).
+
+        A finite log_ratio means a finite proposal: it holds log f(z') = lb + beta lr
+        (NaN or inf if either part, or z' itself, is: ``0 * inf`` is NaN too) and, for HMC,
+        the final momentum, into which the last half-step put the proposal's gradient."""
+        ok = self.ok
+        np.isfinite(log_ratio, out=ok)
+        np.logical_not(ok, out=self.bad)
+        np.minimum(log_ratio, 0.0, out=self.prob)
+        np.exp(self.prob, out=self.prob)
+        np.copyto(self.prob, 0.0, where=self.bad)
+        rng.random(out=self.u)
+        np.log(self.u, out=self.u)
+        np.less(self.u, log_ratio, out=self.accept)
+        self.accept &= ok
+        state.take(self.prop, self.accept)
+        return self.prob
+
+
+class RandomWalk(_Kernel):
+    r"""Random-walk Metropolis: :math:`z' = z + \epsilon\, s \odot \xi`, :math:`\xi \sim N(0,I)`.
+    """
+
+    evaluations_per_step = 1
+
+    def __init__(self, path, scale=None):
+        super().__init__(path, scale, grad=False)
+
+    def step(self, state, step_size, beta, rng):
+        """One transition of every row at inverse temperature ``beta``; returns the rows'
+        acceptance probabilities (R,). ``step_size`` is (N,), one per data point."""
+        with np.errstate(all="ignore"):
+            rng.standard_normal(out=self.noise, dtype=self.noise.dtype)
+            self.prop.z[...] = state.z
+            self.k.leapfrog_drift(self.prop.z, self.noise, self.scale, step_size)
+            self.path.evaluate(self.prop)
+            state.logp(beta, self.f0)
+            self.prop.logp(beta, self.f1)
+            self.f1 -= self.f0
+            return self._finish(state, rng, self.f1)
+
+
+class HMC(_Kernel):
+    r"""Hamiltonian Monte Carlo with ``n_leapfrog`` leapfrog steps (unit mass in the
+    coordinates :math:`z / s`); ``n_leapfrog=1`` is MALA.
+
+    Leapfrog, with :math:`g = \nabla \log f`:
+    :math:`v \leftarrow v + \tfrac\epsilon2 s g`, then L times
+    :math:`z \leftarrow z + \epsilon s v`, evaluate, :math:`v \leftarrow v + \epsilon s g`
+    (:math:`\tfrac\epsilon2` on the last); kernels ``leapfrog_kick`` and
+    ``leapfrog_drift``. The gradient at the kept state is carried over, so a step costs L
+    decoder passes forward and backward.
+    """
+
+    def __init__(self, path, n_leapfrog=10, scale=None):
+        super().__init__(path, scale, grad=True)
+        self.n_leapfrog = chk.positive_int(n_leapfrog, "n_leapfrog")
+        self.evaluations_per_step = self.n_leapfrog
+        self.v = self.noise
+        self.half = None
+        self.zero_mu = np.zeros((1, self.v.shape[1]), self.v.dtype)
+        self.one_iv = np.ones_like(self.zero_mu)
+        self.no_const = np.zeros(1)
+        self.gv = np.empty_like(self.v)
+
+    def _kinetic(self, out):
+        """out = -|v|^2 / 2 per row."""
+        self.k.normal_log_density(self.v, self.zero_mu, self.one_iv, self.no_const, out,
+                                  self.gv)
+
+    def step(self, state, step_size, beta, rng):
+        """One HMC transition of every row; returns the acceptance probabilities (R,)."""
+        v, prop, k, s = self.v, self.prop, self.k, self.scale
+        if self.half is None or self.half.shape != step_size.shape:
+            self.half = np.empty_like(step_size)
+        half = self.half
+        np.multiply(step_size, 0.5, out=half)
+        with np.errstate(all="ignore"):
+            rng.standard_normal(out=v, dtype=v.dtype)
+            h0, h1 = self.f0, self.f1
+            self._kinetic(h0)
+            h0 += state.logp(beta, h1)  # -H(z, v) = log f - |v|^2 / 2
+            prop.z[...] = state.z
+            k.leapfrog_kick(v, state.g_lb, state.g_lr, beta, s, half)
+            for i in range(self.n_leapfrog):
+                last = i == self.n_leapfrog - 1
+                k.leapfrog_drift(prop.z, v, s, step_size)
+                self.path.evaluate(prop, values=last)
+                k.leapfrog_kick(v, prop.g_lb, prop.g_lr, beta, s, half if last else step_size)
+            self._kinetic(h1)
+            h1 += prop.logp(beta, self.u)
+            h1 -= h0  # log acceptance ratio H - H'
+            return self._finish(state, rng, h1)
+
+
+@dataclass
+class Chains:
+    """MCMC draws and what it took to get them.
+
+    Attributes
+    ----------
+    samples : ndarray (S, K, N, Z)
+        Draws kept after warm-up: S per chain, K chains for each of N points.
+    accept : ndarray (N,)
+        Fraction of proposals accepted after warm-up, per point.
+    step_size : ndarray (N,)
+        The frozen step size of each point.
+    seconds, warmup_seconds : float
+        Wall time of the kept draws and of warm-up.
+    evaluations : int
+        Decoder passes over all R rows (forward, plus backward for MALA and HMC).
+    """
+
+    method: str
+    samples: np.ndarray
+    accept: np.ndarray
+    step_size: np.ndarray
+    seconds: float
+    warmup_seconds: float
+    evaluations: int
+    n_leapfrog: int = 1
+    extra: dict = field(default_factory=dict)
+
+    def mean(self):
+        """Posterior mean per point, (N, Z)."""
+        return self.samples.mean(axis=(0, 1), dtype=np.float64)
+
+    def cov(self):
+        """Posterior covariance per point, (N, Z, Z)."""
+        s = self.samples.astype(np.float64)
+        c = s - s.mean(axis=(0, 1))
+        return np.einsum("sknj,sknl->njl", c, c) / (c.shape[0] * c.shape[1] - 1)
+
+    def ess(self):
+        """Effective sample size per point and latent dimension, (N, Z)."""
+        return diagnostics.effective_sample_size(self.samples)
+
+    def rhat(self):
+        """Split R-hat per point and latent dimension, (N, Z)."""
+        return diagnostics.split_rhat(self.samples)
+
+
+def _rng(rng):
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator or a seed, got {type(rng)}")
+    return rng
+
+
+def initial_z(joint, init, rng, mu=None, logvar=None, out=None):
+    """Starting z of every row, written into ``out`` (R, Z): ``"prior"`` draws z ~ N(0, I),
+    ``"encoder"`` draws z ~ q(z|x) (``mu``, ``logvar`` (N, Z)), or an array (K, N, Z)."""
+    out = np.empty((joint.rows, joint.latent_dim), joint.dtype) if out is None else out
+    if isinstance(init, str):
+        if init == "prior":
+            joint.prior.sample(rng, out)
+        elif init == "encoder":
+            DiagonalGaussian(mu, logvar, joint.dtype, joint.kernels).sample(rng, out)
+        else:
+            raise ValueError(f"init must be 'prior', 'encoder' or an array, got {init!r}")
+    else:
+        a = np.asarray(init, dtype=joint.dtype)
+        if a.shape not in ((joint.chains, joint.n, joint.latent_dim), out.shape):
+            raise ValueError(f"an init array must have shape ({joint.chains}, {joint.n}, "
+                             f"{joint.latent_dim}), got {a.shape}")
+        out[...] = a.reshape(out.shape)
+    return out
+
+
+def sample_posterior(model, X, y=None, *, method="hmc", n_samples=1000, warmup=500, chains=4,
+                     init="encoder", step_size=None, target_accept=None, n_leapfrog=10,
+                     scale="encoder", thin=1, rng=None, progress=False):
+    r"""Draw from the decoder's posterior :math:`p(z|x)` of each row of ``X`` by MCMC.
+
+    Parameters
+    ----------
+    model : VAEModel
+    X : array_like (N, D)
+    y : array_like (N, C), optional
+        Metadata of a conditional model.
+    method : {"hmc", "mala", "rwmh"}
+    n_samples : int
+        Draws kept per chain (after ``thin``).
+    warmup : int
+        Transitions before the kept draws, during which the step size adapts.
+    chains : int
+        K chains per data point, run together.
+    init : {"encoder", "prior"} or array (K, N, Z)
+        Where the chains start: z ~ q(z|x), z ~ N(0, I), or given.
+    step_size : float or array (N,), optional
+        The initial (with ``warmup > 0``) or fixed step size; default 0.5 (HMC, MALA) or
+        2.38 / sqrt(Z) (random walk), in units of ``scale``.
+    target_accept : float, optional
+        Default :data:`TARGET_ACCEPT` of the method.
+    n_leapfrog : int
+        Leapfrog steps per HMC transition (MALA uses 1).
+    scale : "encoder", None or array (N, Z)
+        Per-dimension scale of the proposals (a diagonal mass matrix): the encoder's sigma,
+        none (1), or given.
+    thin : int
+        Keep every ``thin``-th draw.
+    rng : numpy.random.Generator or int, optional
+        The source of every random draw; a seed repeats the chains exactly.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    Chains
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    n_samples = chk.positive_int(n_samples, "n_samples")
+    warmup = chk.positive_int(warmup, "warmup", minimum=0)
+    thin = chk.positive_int(thin, "thin")
+    rng = _rng(rng)
+    joint = LogJoint(model, X, y, chains)
+    path = Path(joint)
+    mu, logvar = model.encode(joint.x, joint.y)
+    scale_rows = None
+    if isinstance(scale, str) and scale == "encoder":
+        scale_rows = np.exp(0.5 * logvar.astype(np.float64))
+    elif scale is not None and not isinstance(scale, str):
+        s = np.asarray(scale, np.float64)
+        if s.shape != (joint.n, joint.latent_dim) or not np.all(s > 0) or not np.all(
+                np.isfinite(s)):
+            raise ValueError(f"scale must be positive and finite, shape ({joint.n}, "
+                             f"{joint.latent_dim}), got {s.shape}")
+        scale_rows = s
+    elif scale is not None:
+        raise ValueError(f"scale must be 'encoder', None or an array, got {scale!r}")
+    if method == "rwmh":
+        kernel = RandomWalk(path, scale_rows)
+        default_step = 2.38 / np.sqrt(joint.latent_dim)
+    else:
+        kernel = HMC(path, 1 if method == "mala" else n_leapfrog, scale_rows)
+        default_step = 0.5
+    if step_size is None:
+        step_size = default_step
+    step0 = np.broadcast_to(np.asarray(step_size, np.float64), (joint.n,))
+    if not (np.all(step0 > 0) and np.all(np.isfinite(step0))):
+        raise ValueError(f"step_size must be positive and finite, got {step_size!r}")
+    target = TARGET_ACCEPT[method] if target_accept is None else float(target_accept)
+    if not 0 < target < 1:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
+    steps = StepSize(step0, target, joint.chains, warmup, joint.dtype)
+
+    state = path.new_point(grad=method != "rwmh")
+    initial_z(joint, init, rng, mu, logvar, state.z)
+    with np.errstate(all="ignore"):
+        path.evaluate(state)
+    ok = np.empty(path.rows, bool)
+    if not state.finite(ok, np.empty(state.z.shape, bool)).all():
+        raise ValueError(f"log p(x, z) or its gradient is not finite at {int((~ok).sum())} "
+                         "starting points; start from init='prior' or check the model")
+    total = warmup + n_samples * thin
+    samples = np.empty((n_samples, joint.chains, joint.n, joint.latent_dim), joint.dtype)
+    accepted = np.zeros(path.rows)
+    bar = _progress(total, f"{method} x {path.rows} chains", progress)
+    t0 = time.perf_counter()
+    t_warm = t0
+    for t in range(total):
+        if t == warmup:
+            steps.freeze()
+            t_warm = time.perf_counter()
+        prob = kernel.step(state, steps.value, 1.0, rng)
+        if t < warmup:
+            steps.update(prob)
+        else:
+            accepted += kernel.accept
+            j, r = divmod(t - warmup, thin)
+            if r == thin - 1:
+                samples[j] = state.z.reshape(samples.shape[1:])
+        bar.update(1)
+    bar.close()
+    if warmup == total:
+        steps.freeze()
+    t1 = time.perf_counter()
+    acc = (accepted / (n_samples * thin)).reshape(joint.chains, joint.n).mean(axis=0)
+    return Chains(method, samples, acc, np.exp(steps.log), t1 - t_warm, t_warm - t0,
+                  total * kernel.evaluations_per_step, getattr(kernel, "n_leapfrog", 1))
+
+
+def _progress(total, desc, show):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not show, leave=False, mininterval=0.5)
