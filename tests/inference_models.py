@@ -17,14 +17,17 @@ from npvae.core.model import VAEModel
 
 class PPCA:
     """A pPCA decoder (and, optionally, the encoder of its exact posterior mean) with its
-    closed forms; ``orthogonal=True`` gives W orthogonal rows, so a diagonal posterior."""
+    closed forms; ``orthogonal=True`` gives W orthogonal rows, so a diagonal posterior;
+    ``w`` sets W."""
 
     def __init__(self, z=2, d=5, variance=0.3, seed=0, dtype="float64", orthogonal=False,
-                 exact_encoder=False, scale=1.0):
+                 exact_encoder=False, scale=1.0, w=None):
         rng = np.random.default_rng(seed)
         self.model = VAEModel(d, z, hidden=(), likelihood="gaussian", variance=variance,
                               dtype=dtype, seed=seed)
-        if orthogonal:
+        if w is not None:
+            w = np.asarray(w, np.float64)
+        elif orthogonal:
             q, _ = np.linalg.qr(rng.standard_normal((d, z)))
             w = (q * np.linspace(0.7, 2.0, z)).T
         else:

@@ -36,6 +36,7 @@ from scipy.special import expit, logsumexp
 
 from npvae.core import checks as chk
 from npvae.inference.joint import DiagonalGaussian, LogJoint, Path
+from npvae.inference.metrics import _checked
 from npvae.inference.samplers import HMC, STEP_MAX, STEP_MIN, _progress, _rng
 
 __all__ = ["schedule", "AISResult", "ais", "bdmc", "simulate"]
@@ -233,9 +234,7 @@ def ais(model, X, y=None, *, n_steps=1000, chains=16, schedule_kind="sigmoid", s
     -------
     AISResult
     """
-    model._require_built()
-    X = model._check_x(X, "X")
-    y = model._check_y(y, X.shape[0], "y")
+    X, y = _checked(model, X, y)
     chains = chk.positive_int(chains, "chains")
     n_steps = chk.positive_int(n_steps, "n_steps")
     betas = schedule(n_steps, schedule_kind)
@@ -279,7 +278,7 @@ def ais(model, X, y=None, *, n_steps=1000, chains=16, schedule_kind="sigmoid", s
         accept[s] = (an.prob_sum / max(1, n_steps - 1)).reshape(chains, -1).mean(axis=0)
     bar.close()
     sign = -1.0 if z_rev is not None else 1.0
-    est, se = _log_mean_exp(sign * log_w, sign)
+    est, se = _log_mean_exp(log_w, sign)
     return AISResult("reverse" if z_rev is not None else "forward", est, se, log_w, accept,
                      n_steps, secs, warm_secs, evals, chains * min(size, n))
 
