@@ -351,3 +351,22 @@ def test_sampler_kernels(dtype, per_point, n, chains, z, seed, beta):
                                    rtol=10 * RTOL[dtype], atol=10 * RTOL[dtype])
         np.testing.assert_allclose(drift[1][i], zz[i] + e * ss[a] * vv[i],
                                    rtol=10 * RTOL[dtype], atol=10 * RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(r=batch, c=width, seed=seeds)
+def test_select_rows_takes_only_the_masked_rows(dtype, r, c, seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random(r) < 0.5
+    src = rng.standard_normal((r, c)).astype(dtype)
+    src[~mask] = np.nan  # what a rejected proposal may hold
+    old = rng.standard_normal((r, c)).astype(dtype)
+    dst = [old.copy(), old.copy()]
+    NB.select_rows(dst[0], src, mask)
+    REF.select_rows(dst[1], src, mask)
+    np.testing.assert_array_equal(dst[0], dst[1])
+    np.testing.assert_array_equal(dst[0][mask], src[mask])
+    np.testing.assert_array_equal(dst[0][~mask], old[~mask])
+    col = old[:, :1].copy()  # a 1-D array as a column view, as Point.take passes it
+    NB.select_rows(col, src[:, :1], mask)
+    assert np.all(np.isfinite(col))

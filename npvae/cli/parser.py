@@ -36,7 +36,8 @@ commands:
   train        train a VAE and write a run folder (checkpoint, metrics, figures)
   sample       draw new images from a trained model: z ~ N(0, I), decode
   reconstruct  encode and decode test images, originals beside reconstructions
-  eval         test ELBO, importance-weighted log-likelihood, active units
+  eval         test ELBO, importance-weighted log-likelihood, active units;
+               --ais adds AIS log p(x), the per-example optimum q* and the two gaps
   info         architecture, parameter count, training history of a checkpoint
 
 Start with `npvae train` (sprites, about 1.5 minutes on 2 cores), then
@@ -235,6 +236,21 @@ def build_parser():
         "(default: 100)"))
     e.add_argument("--seed", type=_int(0), default=0, help="seed of the noise (default: 0)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    g = e.add_argument_group(
+        "posterior inference beyond the encoder (slower)",
+        "--ais adds, on the first --ais-examples test examples: log p(x) by annealed "
+        "importance sampling (AIS, from the prior to the posterior, HMC moves), ELBO(q*) of "
+        "a Gaussian fitted to each example by itself (q*), and the two gaps: amortisation "
+        "ELBO(q*) - ELBO(q), what a better encoder could win, and approximation "
+        "log p(x) - ELBO(q*), the price of a diagonal Gaussian. Time grows with examples x "
+        "steps x chains.")
+    g.add_argument("--ais", action="store_true", help="run AIS and q* (see above)")
+    g.add_argument("--ais-steps", type=_int(2), default=500, metavar="T", help=(
+        "intermediate distributions of AIS; more is tighter (default: 500)"))
+    g.add_argument("--ais-chains", type=_int(2), default=16, metavar="K",
+                   help="AIS chains per example (default: 16)")
+    g.add_argument("--ais-examples", type=_int(0), default=100, metavar="N", help=(
+        "test examples for AIS and q* (default: 100; 0: all)"))
     e.set_defaults(func="eval")
 
     i = sub.add_parser("info", help="describe a checkpoint",

@@ -196,13 +196,15 @@ class MLP:
                                kernels=kernels, defer=layer in defer)
         return g
 
-    def backward_input(self, dy, x, ws, kernels=None):
+    def backward_input(self, dy, x, ws, kernels=None, out=None):
         """Backpropagate ``dy`` (overwritten) to the network's input only, after
         :meth:`forward` filled ``ws``: :meth:`Dense.backward_input` layer by layer, one
-        GEMM each, no parameter gradients. Returns ``ws["grads"][0]``, shape of ``x``."""
+        GEMM each, no parameter gradients. Returns the input gradient, shape of ``x``,
+        written into ``out`` if given, else ``ws["grads"][0]``."""
         outs, grads = ws["outs"], ws["grads"]
         g = dy
         for i in range(len(self.layers) - 1, -1, -1):
-            g = self.layers[i].backward_input(g, x if i == 0 else outs[i - 1], outs[i],
-                                              grads[i], kernels)
+            dx = grads[i] if i or out is None else out
+            g = self.layers[i].backward_input(g, x if i == 0 else outs[i - 1], outs[i], dx,
+                                              kernels)
         return g

@@ -154,6 +154,13 @@ class _Annealer:
         log_eps = np.full(self.joint.n, np.log(step0))
         record = np.empty((len(betas) - 1, self.joint.n))
         k, lo, hi = self.joint.chains, np.log(STEP_MIN), np.log(STEP_MAX)
+        with np.errstate(all="ignore"):
+            self._warm(betas, target, log_eps, record, k, lo, hi, rng, bar)
+        # smooth the noisy record along the schedule (a centred moving average of 5)
+        pad = np.pad(record, ((2, 2), (0, 0)), mode="edge")
+        return (pad[:-4] + pad[1:-3] + pad[2:-2] + pad[3:-1] + pad[4:]) / 5
+
+    def _warm(self, betas, target, log_eps, record, k, lo, hi, rng, bar):
         for t in range(1, len(betas)):
             self.step[...] = np.exp(log_eps)
             prob = self.hmc.step(self.state, self.step, betas[t], rng)
@@ -161,14 +168,15 @@ class _Annealer:
             np.clip(log_eps + WARMUP_GAIN * (a - target), lo, hi, out=log_eps)
             record[t - 1] = log_eps
             bar.update(1)
-        # smooth the noisy record along the schedule (a centred moving average of 5)
-        pad = np.pad(record, ((2, 2), (0, 0)), mode="edge")
-        return (pad[:-4] + pad[1:-3] + pad[2:-2] + pad[3:-1] + pad[4:]) / 5
 
     def run(self, betas, log_eps, rng, bar, z0=None, reverse=False):
         """One AIS run (forward, or reverse from ``z0``) with the step sizes ``log_eps``
         recorded along the schedule; returns the chains' log-weights (R,)."""
         self._start(rng, z0)
+        with np.errstate(all="ignore"):  # a NaN proposal is rejected, and need not warn
+            return self._run(betas, log_eps, rng, bar, reverse)
+
+    def _run(self, betas, log_eps, rng, bar, reverse):
         t_steps, w = len(betas) - 1, log_eps.shape[0]
         order = range(t_steps, 0, -1) if reverse else range(1, t_steps + 1)
         pos = np.linspace(0, w - 1, t_steps + 1)  # schedule position -> warm-up record

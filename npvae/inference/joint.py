@@ -116,6 +116,9 @@ class LogJoint:
         ndarray (R,) of float64
         """
         self._check_z(z)
+        return self._log_likelihood(z, grad, out)
+
+    def _log_likelihood(self, z, grad, out):
         dec, k, zd = self.model.decoder, self.kernels, self.latent_dim
         inp = z
         if self.dec_in is not None:
@@ -129,8 +132,10 @@ class LogJoint:
         np.negative(self.nll, out=out)
         self.evaluations += 1
         if grad is not None:
-            g = dec.backward_input(self.dout, inp, self.ws, k)
-            grad[...] = g[:, :zd] if self.dec_in is not None else g
+            if self.dec_in is None:  # the first layer's input gradient goes into grad
+                dec.backward_input(self.dout, inp, self.ws, k, out=grad)
+            else:
+                grad[...] = dec.backward_input(self.dout, inp, self.ws, k)[:, :zd]
         return out
 
     def __call__(self, z, grad=None):
@@ -202,7 +207,8 @@ class Point:
         Their gradients in z (None for a sampler that needs no gradient).
     """
 
-    def __init__(self, rows, latent_dim, dtype, grad=True):
+    def __init__(self, rows, latent_dim, dtype, grad=True, kernels=None):
+        self.kernels = kernels or get_kernels()
         self.z = np.zeros((rows, latent_dim), dtype)
         self.lb, self.lr = np.zeros(rows), np.zeros(rows)
         self.g_lb = np.zeros((rows, latent_dim), dtype) if grad else None
@@ -227,7 +233,9 @@ class Point:
         """Copy ``other``'s rows where ``where`` (R,) is True: a select, never a blend, so a
         rejected row's NaN or inf cannot reach the kept state."""
         for mine, theirs in zip(self.arrays(), other.arrays(), strict=True):
-            np.copyto(mine, theirs, where=where if mine.ndim == 1 else where[:, None])
+            if mine.ndim == 1:
+                mine, theirs = mine[:, None], theirs[:, None]
+            self.kernels.select_rows(mine, theirs, where)
 
     def finite(self, out, scratch):
         """``out`` (R,) = every part of the row is finite."""
@@ -267,7 +275,8 @@ class Path:
         return self.joint.rows
 
     def new_point(self, grad=True):
-        return Point(self.joint.rows, self.joint.latent_dim, self.joint.dtype, grad)
+        j = self.joint
+        return Point(j.rows, j.latent_dim, j.dtype, grad, j.kernels)
 
     def evaluate(self, p, values=True):
         r"""Fill ``p``'s parts at ``p.z`` (gradients too when ``p`` holds them).
@@ -275,7 +284,7 @@ class Path:
         ``values=False`` promises that only the gradients will be read (a leapfrog step
         inside a trajectory): with the prior as base, ``lb`` is then left stale and
         :math:`\nabla \mathrm{lb} = -z` is all that is computed of it."""
-        self.joint.log_likelihood(p.z, p.g_lr, out=p.lr)
+        self.joint._log_likelihood(p.z, p.g_lr, p.lr)  # the points' shapes are the joint's
         if self.prior_base and not values and p.g_lb is not None:
             np.negative(p.z, out=p.g_lb)
             return p

@@ -67,6 +67,7 @@ class StepSize:
         self.adapting = warmup > 0
         self._sum, self._count = np.zeros_like(self.log), 0
         self.value = np.exp(self.log).astype(dtype)
+        self.warmup_seconds = 0.0
 
     def update(self, accept_prob):
         """One adaptation step from the rows' acceptance probabilities (R,)."""
@@ -133,15 +134,14 @@ class RandomWalk(_Kernel):
     def step(self, state, step_size, beta, rng):
         """One transition of every row at inverse temperature ``beta``; returns the rows'
         acceptance probabilities (R,). ``step_size`` is (N,), one per data point."""
-        with np.errstate(all="ignore"):
-            rng.standard_normal(out=self.noise, dtype=self.noise.dtype)
-            self.prop.z[...] = state.z
-            self.k.leapfrog_drift(self.prop.z, self.noise, self.scale, step_size)
-            self.path.evaluate(self.prop)
-            state.logp(beta, self.f0)
-            self.prop.logp(beta, self.f1)
-            self.f1 -= self.f0
-            return self._finish(state, rng, self.f1)
+        rng.standard_normal(out=self.noise, dtype=self.noise.dtype)
+        self.prop.z[...] = state.z
+        self.k.leapfrog_drift(self.prop.z, self.noise, self.scale, step_size)
+        self.path.evaluate(self.prop)
+        state.logp(beta, self.f0)
+        self.prop.logp(beta, self.f1)
+        self.f1 -= self.f0
+        return self._finish(state, rng, self.f1)
 
 
 class HMC(_Kernel):
@@ -179,22 +179,21 @@ class HMC(_Kernel):
             self.half = np.empty_like(step_size)
         half = self.half
         np.multiply(step_size, 0.5, out=half)
-        with np.errstate(all="ignore"):
-            rng.standard_normal(out=v, dtype=v.dtype)
-            h0, h1 = self.f0, self.f1
-            self._kinetic(h0)
-            h0 += state.logp(beta, h1)  # -H(z, v) = log f - |v|^2 / 2
-            prop.z[...] = state.z
-            k.leapfrog_kick(v, state.g_lb, state.g_lr, beta, s, half)
-            for i in range(self.n_leapfrog):
-                last = i == self.n_leapfrog - 1
-                k.leapfrog_drift(prop.z, v, s, step_size)
-                self.path.evaluate(prop, values=last)
-                k.leapfrog_kick(v, prop.g_lb, prop.g_lr, beta, s, half if last else step_size)
-            self._kinetic(h1)
-            h1 += prop.logp(beta, self.u)
-            h1 -= h0  # log acceptance ratio H - H'
-            return self._finish(state, rng, h1)
+        rng.standard_normal(out=v, dtype=v.dtype)
+        h0, h1 = self.f0, self.f1
+        self._kinetic(h0)
+        h0 += state.logp(beta, h1)  # -H(z, v) = log f - |v|^2 / 2
+        prop.z[...] = state.z
+        k.leapfrog_kick(v, state.g_lb, state.g_lr, beta, s, half)
+        for i in range(self.n_leapfrog):
+            last = i == self.n_leapfrog - 1
+            k.leapfrog_drift(prop.z, v, s, step_size)
+            self.path.evaluate(prop, values=last)
+            k.leapfrog_kick(v, prop.g_lb, prop.g_lr, beta, s, half if last else step_size)
+        self._kinetic(h1)
+        h1 += prop.logp(beta, self.u)
+        h1 -= h0  # log acceptance ratio H - H'
+        return self._finish(state, rng, h1)
 
 
 @dataclass
@@ -363,11 +362,23 @@ def sample_posterior(model, X, y=None, *, method="hmc", n_samples=1000, warmup=5
     accepted = np.zeros(path.rows)
     bar = _progress(total, f"{method} x {path.rows} chains", progress)
     t0 = time.perf_counter()
-    t_warm = t0
+    with np.errstate(all="ignore"):  # a NaN proposal is rejected, and need not warn
+        _run(kernel, state, steps, samples, accepted, warmup, thin, total, rng, bar)
+    if warmup == total:
+        steps.freeze()
+    t1 = time.perf_counter()
+    t_warm = t0 + steps.warmup_seconds
+    acc = (accepted / (n_samples * thin)).reshape(joint.chains, joint.n).mean(axis=0)
+    return Chains(method, samples, acc, np.exp(steps.log), t1 - t_warm, t_warm - t0,
+                  total * kernel.evaluations_per_step, getattr(kernel, "n_leapfrog", 1))
+
+
+def _run(kernel, state, steps, samples, accepted, warmup, thin, total, rng, bar):
+    t0 = time.perf_counter()
     for t in range(total):
         if t == warmup:
             steps.freeze()
-            t_warm = time.perf_counter()
+            steps.warmup_seconds = time.perf_counter() - t0
         prob = kernel.step(state, steps.value, 1.0, rng)
         if t < warmup:
             steps.update(prob)
@@ -379,11 +390,7 @@ def sample_posterior(model, X, y=None, *, method="hmc", n_samples=1000, warmup=5
         bar.update(1)
     bar.close()
     if warmup == total:
-        steps.freeze()
-    t1 = time.perf_counter()
-    acc = (accepted / (n_samples * thin)).reshape(joint.chains, joint.n).mean(axis=0)
-    return Chains(method, samples, acc, np.exp(steps.log), t1 - t_warm, t_warm - t0,
-                  total * kernel.evaluations_per_step, getattr(kernel, "n_leapfrog", 1))
+        steps.warmup_seconds = time.perf_counter() - t0
 
 
 def _progress(total, desc, show):

@@ -587,3 +587,11 @@ def leapfrog_drift(z, v, scale, step):
             a = p if per_point else 0
             for j in range(zd):
                 z[i, j] += e * scale[a, j] * v[i, j]
+
+
+@njit(**_OPTS)
+def select_rows(dst, src, mask):
+    for i in range(dst.shape[0]):
+        if mask[i]:
+            for j in range(dst.shape[1]):
+                dst[i, j] = src[i, j]

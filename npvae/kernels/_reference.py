@@ -384,3 +384,10 @@ def leapfrog_drift(z, v, scale, step):
     :func:`leapfrog_kick`."""
     r = z.shape[0]
     z += _rows(step, r)[:, None] * _rows(scale, r) * v
+
+
+def select_rows(dst, src, mask):
+    """In place: ``dst[r] = src[r]`` where ``mask[r]``, for 2-D ``dst``, ``src`` (R, C) and
+    a boolean ``mask`` (R,). A select, never a blend: rows not taken are untouched, whatever
+    ``src`` holds there (NaN, inf)."""
+    np.copyto(dst, src, where=mask[:, None])
