@@ -156,9 +156,13 @@ class HMC(_Kernel):
     decoder passes forward and backward.
     """
 
-    def __init__(self, path, n_leapfrog=10, scale=None):
+    def __init__(self, path, n_leapfrog=10, scale=None, jitter=0.0):
         super().__init__(path, scale, grad=True)
         self.n_leapfrog = chk.positive_int(n_leapfrog, "n_leapfrog")
+        self.jitter = float(jitter)
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter!r}")
+        self.jittered = None
         self.evaluations_per_step = self.n_leapfrog
         self.v = self.noise
         self.half = None
@@ -173,10 +177,24 @@ class HMC(_Kernel):
                                   self.gv)
 
     def step(self, state, step_size, beta, rng):
-        """One HMC transition of every row; returns the acceptance probabilities (R,)."""
+        r"""One HMC transition of every row; returns the acceptance probabilities (R,).
+
+        With ``jitter`` j > 0 each point's step is drawn from
+        :math:`\epsilon\,U(1 - j, 1 + j)` for the transition (Neal 2011, 5.4.2.2): a fixed
+        trajectory length can be a whole period of the dynamics, so that every trajectory
+        returns near its start, and the jitter breaks that. The draw depends on nothing but
+        ``rng``, so the transition still leaves the target invariant."""
         v, prop, k, s = self.v, self.prop, self.k, self.scale
         if self.half is None or self.half.shape != step_size.shape:
             self.half = np.empty_like(step_size)
+            self.jittered = np.empty_like(step_size)
+        if self.jitter:
+            j = self.jittered
+            rng.random(out=j, dtype=j.dtype)  # U(1 - jitter, 1 + jitter) times the step
+            j *= 2 * self.jitter
+            j += 1 - self.jitter
+            j *= step_size
+            step_size = self.jittered
         half = self.half
         np.multiply(step_size, 0.5, out=half)
         rng.standard_normal(out=v, dtype=v.dtype)
@@ -273,7 +291,7 @@ def initial_z(joint, init, rng, mu=None, logvar=None, out=None):
 
 def sample_posterior(model, X, y=None, *, method="hmc", n_samples=1000, warmup=500, chains=4,
                      init="encoder", step_size=None, target_accept=None, n_leapfrog=10,
-                     scale="encoder", thin=1, rng=None, progress=False):
+                     jitter=0.2, scale="encoder", thin=1, rng=None, progress=False):
     r"""Draw from the decoder's posterior :math:`p(z|x)` of each row of ``X`` by MCMC.
 
     Parameters
@@ -298,6 +316,9 @@ def sample_posterior(model, X, y=None, *, method="hmc", n_samples=1000, warmup=5
         Default :data:`TARGET_ACCEPT` of the method.
     n_leapfrog : int
         Leapfrog steps per HMC transition (MALA uses 1).
+    jitter : float, default 0.2
+        HMC only: each transition's step is the adapted one times U(1 - jitter,
+        1 + jitter) (see :meth:`HMC.step`).
     scale : "encoder", None or array (N, Z)
         Per-dimension scale of the proposals (a diagonal mass matrix): the encoder's sigma,
         none (1), or given.
@@ -337,7 +358,8 @@ def sample_posterior(model, X, y=None, *, method="hmc", n_samples=1000, warmup=5
         kernel = RandomWalk(path, scale_rows)
         default_step = 2.38 / np.sqrt(joint.latent_dim)
     else:
-        kernel = HMC(path, 1 if method == "mala" else n_leapfrog, scale_rows)
+        kernel = HMC(path, 1 if method == "mala" else n_leapfrog, scale_rows,
+                     jitter if method == "hmc" else 0.0)
         default_step = 0.5
     if step_size is None:
         step_size = default_step
