@@ -184,7 +184,9 @@ def time_interleaved(cases: dict, n_windows=5, min_window_s=0.5, warmup_s=0.3, w
     always follows the same one), with ``pause_s`` of sleep before each window so that one
     library's spinning worker threads (OpenMP, OpenBLAS) go idle before the next one starts.
     ``max_foreign``/``max_redo``: as in :func:`time_windows` (redo budget shared by all
-    cases).  Returns ``{name: summary}`` with the keys :func:`time_windows` documents.
+    cases); a case with a ``"load"`` entry (cores of competing load it brings itself: see
+    ``bench/load.py``) is allowed that many more foreign cores.  Returns ``{name: summary}``
+    with the keys :func:`time_windows` documents.
     """
     names = list(cases)
     for name in names:
@@ -215,7 +217,8 @@ def time_interleaved(cases: dict, n_windows=5, min_window_s=0.5, warmup_s=0.3, w
                     k, dt, fc = c["window"](min_window_s)
                 else:
                     k, dt, fc = _one_window(c["fn"], min_window_s, c.get("sync"))
-                if max_foreign is None or fc <= max_foreign or redo_left <= 0:
+                if (max_foreign is None or fc <= max_foreign + c.get("load", 0.0)
+                        or redo_left <= 0):
                     break
                 redo_left -= 1
                 res[name]["redone"] += 1

@@ -18,8 +18,9 @@ What is measured (medians of repeats, all in this process, NumPy's BLAS limited 
 with threadpoolctl):
 
 * GEMM rate on the exact shapes: each of the 11 GEMMs is run with ``np.matmul(a, b, out=c)``,
-  with ``np.dot(a, b, out=c)`` and, when npvae uses MKL (the ``mkl`` wheel is installed),
-  with npvae's MKL GEMM, on operands in the layouts a hand-written backward uses
+  with ``np.dot(a, b, out=c)`` and, when npvae uses its own split GEMM (MKL or OpenBLAS
+  calls, ``npvae.plumbing.gemm``), with that, on operands in the layouts a hand-written
+  backward uses
   (transposed *views* for Xᵀ and Wᵀ, so BLAS gets the transpose flags); per GEMM the fastest
   is kept (np.matmul does not hand inner-dimension-1 products, i.e. batch-1 weight
   gradients, to BLAS).  Time = Σ of the 11 medians; rate = step_flops / that time.
@@ -125,11 +126,11 @@ def _operands(g, rng):
 
 
 def mkl_matmul(threads):
-    """npvae's MKL GEMM (``npvae.plumbing.gemm``), split over ``threads`` of Numba's, if
-    npvae uses MKL here; else None."""
+    """npvae's own GEMM (``npvae.plumbing.gemm``: sequential MKL or OpenBLAS calls split
+    over ``threads`` of Numba's), if npvae uses one here; else None."""
     from npvae.kernels import gemm_info, get_kernels
 
-    if gemm_info("numba")["provider"] != "mkl":
+    if gemm_info("numba")["provider"] == "numpy":
         return None
     import numba
 

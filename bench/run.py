@@ -3,6 +3,7 @@
     python bench/run.py                 # batch 1, 16, 128, 512; 2 threads; ~5 minutes
     python bench/run.py --quick         # shorter windows; about a minute
     python bench/run.py --threads 1 --batch 16 128
+    python bench/run.py --load quiet    # without the busy-core rotation: half the time
 
 The reference model is the PyTorch examples VAE: encoder 784-400 (ReLU) -> mu, logvar (20
 each), decoder 20-400 (ReLU) -784 Bernoulli logits, one reparameterised sample, Adam lr
@@ -10,8 +11,10 @@ each), decoder 20-400 (ReLU) -784 Bernoulli logits, one reparameterised sample, 
 same loss on the same weights and noise; then all are timed in alternation (one window of
 each per round), warm-up and compilation excluded, and medians with min and max over the
 windows are reported. Each library runs in a process of its own (bench/worker.py), so that
-no library's thread pool competes with another's. Writes bench/results/latest.json and
-latest.md.
+no library's thread pool competes with another's. With ``--load both`` (the default) every
+case is also timed, in the same rotation, with one busy process pinned to the last core
+(bench/load.py): a laptop or shared server with another job running. Writes
+bench/results/latest.json and latest.md.
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ OMP_ENV = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
 import numpy as np  # noqa: E402
 
 from bench import roofline  # noqa: E402
+from bench.load import BusyCore, loaded  # noqa: E402
 from bench.peers import jax_vae, torch_vae  # noqa: E402
 from bench.worker import POOL, Worker  # noqa: E402
+
+BUSY = "@busy"  # suffix of a case timed with one busy core
 
 
 def parse_args(argv=None):
@@ -54,10 +60,13 @@ def parse_args(argv=None):
                     help="3 windows of 0.25 s, no torch.compile: about a minute")
     ap.add_argument("--skip", nargs="*", default=[],
                     help="peers to leave out: torch-eager torch-fused torch-compile jax numpy "
-                         "npvae-openblas")
+                         "npvae-npdot")
     ap.add_argument("--max-foreign", type=float, default=0.3,
                     help="redo a window during which other processes kept more than this "
                          "many cores busy (default 0.3; the machine is shared)")
+    ap.add_argument("--load", choices=("both", "quiet", "busy"), default="both",
+                    help="time the training steps on a quiet machine, with one busy process "
+                         "pinned to the last core, or both in one rotation (default: both)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"),
                     help="folder for latest.json and latest.md")
     args = ap.parse_args(argv)
@@ -68,11 +77,14 @@ def parse_args(argv=None):
 
 
 # --------------------------------------------------------------------------------- cases
-CASES = ("npvae", "npvae-openblas", "numpy-ref", "torch-eager", "torch-fused", "torch-compile",
-         "jax-jit")
-# npvae-openblas: npvae with its GEMMs on NumPy's BLAS (NPVAE_GEMM=numpy), run only when the
-# npvae case uses MKL, so that the table shows what MKL buys
-CASE_ENV = {"npvae-openblas": {"NPVAE_GEMM": "numpy"}}
+CASES = ("npvae", "npvae-1thread", "npvae-npdot", "numpy-ref", "torch-eager", "torch-fused",
+         "torch-compile", "jax-jit")
+# npvae-npdot: npvae with its GEMMs through np.dot (NPVAE_GEMM=numpy), run only when the npvae
+# case uses its own split GEMM (MKL or OpenBLAS calls), so that the table shows what it buys
+CASE_ENV = {"npvae-npdot": {"NPVAE_GEMM": "numpy"}}
+# npvae-1thread: npvae on one thread (`--threads 1`), the figure its default must keep up with
+# when another process takes a core
+CASE_THREADS = {"npvae-1thread": 1}
 
 
 def make_cases(weights, threads, skip):
@@ -83,8 +95,10 @@ def make_cases(weights, threads, skip):
               and not (c == "numpy-ref" and "numpy" in skip)
               and not (c == "jax-jit" and "jax" in skip)]
     notes = {}
-    if "npvae-openblas" in wanted and gemm_info("numba")["provider"] != "mkl":
-        wanted.remove("npvae-openblas")  # npvae itself runs on NumPy's BLAS
+    if threads < 2 and "npvae-1thread" in wanted:
+        wanted.remove("npvae-1thread")  # the same as npvae
+    if "npvae-npdot" in wanted and gemm_info("numba")["provider"] == "numpy":
+        wanted.remove("npvae-npdot")  # npvae itself runs on NumPy's BLAS
     if not torch_vae.available():
         notes["torch"] = f"not installed ({torch_vae.why_unavailable()})"
         wanted = [c for c in wanted if not c.startswith("torch-")]
@@ -94,7 +108,8 @@ def make_cases(weights, threads, skip):
     workers = {}
     for key in wanted:
         try:
-            workers[key] = Worker(key, weights, threads, env={**OMP_ENV, **CASE_ENV.get(key, {})})
+            workers[key] = Worker(key, weights, CASE_THREADS.get(key, threads),
+                                  env={**OMP_ENV, **CASE_ENV.get(key, {})})
         except Exception as e:  # a peer that cannot run here is reported, not fatal
             if key == "npvae":
                 raise
@@ -169,14 +184,19 @@ def startup_times():
 
 
 # ---------------------------------------------------------------------------------- timing
-def time_batch(workers, n, args, rng):
+def time_batch(workers, n, args, rng, load):
     data = [((rng.random((n, 784)) < 0.5).astype(np.float32),
              rng.standard_normal((1, n, 20)).astype(np.float32)) for _ in range(POOL)]
     for w in workers.values():
         w.call("batch", data)
     kw = dict(n_windows=args.windows, min_window_s=args.window_s, warmup_s=0.3,
               max_foreign=args.max_foreign, pause_s=0.15)
-    cases = {k: w.case("train", n) for k, w in workers.items()}
+    cases = {}
+    if args.load != "busy":
+        cases.update({k: w.case("train", n) for k, w in workers.items()})
+    if load is not None:  # the same cases with a busy core, in the same rotation
+        cases.update({f"{k}{BUSY}": loaded(w.case("train", n), load)
+                      for k, w in workers.items()})
     gemm_windows = []
     cases["roofline"] = roofline_case(n, args.threads, gemm_windows)
     train = common.time_interleaved(cases, **kw)
@@ -231,11 +251,41 @@ def table(results, peers):
     return "\n".join(lines)
 
 
+def busy_table(results, peers):
+    """Training with one busy process pinned to the last core (bench/load.py), every case
+    timed in the same rotation as the quiet windows: npvae's default against its own
+    single-thread step and the peers under the same load, and how much of its quiet
+    throughput each keeps."""
+    others = [p for p in peers if p not in ("npvae", "npvae-1thread")]
+    quiet = "npvae" in results[0]["train"]
+    lines = ["| batch | npvae busy samples/s (min-max) | vs npvae-1thread, busy | "
+             + " | ".join(f"vs {p}, busy" for p in others)
+             + (" | kept of quiet: " + ", ".join(["npvae"] + others) if quiet else "") + " |"]
+    lines.append("|" + "---|" * (lines[0].count("|") - 1))
+    for r in results:
+        t = r["train"]
+        npv = t["npvae" + BUSY]
+        one = t.get("npvae-1thread" + BUSY)
+        cells = [f"{r['batch']}", f"{npv['median']:,.0f} ({npv['min']:,.0f}-{npv['max']:,.0f})",
+                 f"{npv['median'] / one['median']:.2f}x" if one else "-"]
+        cells += [f"{npv['median'] / t[p + BUSY]['median']:.2f}x" for p in others]
+        if quiet:
+            cells.append(", ".join(f"{t[p + BUSY]['median'] / t[p]['median']:.0%}"
+                                   for p in ["npvae"] + others))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Medians under load (training samples/s): " + "; ".join(
+        f"batch {r['batch']}: " + ", ".join(f"{p} {r['train'][p + BUSY]['median']:,.0f}"
+                                             for p in peers if p != "npvae") for r in results))
+    return "\n".join(lines)
+
+
 def bound_table(results, peers):
     """Where npvae's step time goes, and the ceiling its GEMMs put on its ratios: the
     ratio npvae would reach if its step were nothing but its GEMMs at the roofline's rate
     (the fastest BLAS measured here: see bench/roofline.py)."""
-    others = [p for p in peers if p not in ("npvae", "numpy-ref", "npvae-openblas")]
+    others = [p for p in peers if p not in ("npvae", "numpy-ref", "npvae-npdot",
+                                            "npvae-1thread")]
     lines = ["| batch | npvae step ms | its GEMMs at the roofline's rate, ms (share) | "
              + " | ".join(f"ceiling vs {p}" for p in others) + " |",
              "|" + "---|" * (3 + len(others))]
@@ -272,6 +322,31 @@ def main(argv=None):
             w.close()
 
 
+def time_one_batch(workers, n, args, rng, load):
+    """Time batch size ``n`` (training quiet and/or busy, inference quiet) and return its
+    record for latest.json."""
+    t0 = time.perf_counter()
+    train, infer, roof_windows = time_batch(workers, n, args, rng, load)
+    roof = roofline.roofline_step_time(n, args.threads)
+    gemm_s = float(np.median(roof_windows["gemm_exact_s"]))  # the windows' median
+    roof.update(gemm_exact_s=gemm_s, gemm_exact_gflops=roof["gemm_flops"] / gemm_s / 1e9,
+                step_time_s=n / roof_windows["median"],
+                samples_per_s=roof_windows["median"], windows=roof_windows)
+    x = (rng.random((n, 784)) < 0.5).astype(np.float32)
+    noise = rng.standard_normal((1, n, 20)).astype(np.float32)
+    alloc = workers["npvae"].call("alloc", x, noise)
+    main = train.get("npvae", train.get("npvae" + BUSY))
+    print(f"batch {n}: npvae {main['median']:,.0f} samples/s, "
+          + ", ".join(f"{p} {train[p]['median']:,.0f}" for p in train if p != "npvae")
+          + f"; roofline {roof['samples_per_s']:,.0f}; "
+          f"allocated {alloc['numpy_bytes_retained_per_step']:.0f} B/step "
+          f"({time.perf_counter() - t0:.0f} s)")
+    return {"batch": n, "train": train, "infer": infer,
+            "roofline": {k: v for k, v in roof.items() if k not in ("gemms", "bandwidth")},
+            "roofline_fraction": main["median"] / roof["samples_per_s"],
+            "allocations": alloc}
+
+
 def run(args, cpus, rng, workers, notes):
     print(common.openblas_env_status(REMOVED_ENV))
     print(f"BLAS: {common.numpy_blas_summary()}; CPUs {cpus}; threads {args.threads}; "
@@ -284,29 +359,21 @@ def run(args, cpus, rng, workers, notes):
         f"{k} {v['rel_diff']:.1e}" for k, v in equiv.items()))
     print("startup (subprocesses):", startup := startup_times())
     results = []
-    for n in args.batch:
-        t0 = time.perf_counter()
-        train, infer, roof_windows = time_batch(workers, n, args, rng)
-        roof = roofline.roofline_step_time(n, args.threads)
-        gemm_s = float(np.median(roof_windows["gemm_exact_s"]))  # the windows' median
-        roof.update(gemm_exact_s=gemm_s, gemm_exact_gflops=roof["gemm_flops"] / gemm_s / 1e9,
-                    step_time_s=n / roof_windows["median"],
-                    samples_per_s=roof_windows["median"], windows=roof_windows)
-        x = (rng.random((n, 784)) < 0.5).astype(np.float32)
-        noise = rng.standard_normal((1, n, 20)).astype(np.float32)
-        alloc = workers["npvae"].call("alloc", x, noise)
-        results.append({
-            "batch": n, "train": train, "infer": infer,
-            "roofline": {k: v for k, v in roof.items() if k not in ("gemms", "bandwidth")},
-            "roofline_fraction": train["npvae"]["median"] / roof["samples_per_s"],
-            "allocations": alloc,
-        })
-        print(f"batch {n}: npvae {train['npvae']['median']:,.0f} samples/s, "
-              + ", ".join(f"{p} {train[p]['median']:,.0f}" for p in train if p != "npvae")
-              + f"; roofline {roof['samples_per_s']:,.0f}; "
-              f"allocated {alloc['numpy_bytes_retained_per_step']:.0f} B/step "
-              f"({time.perf_counter() - t0:.0f} s)")
-    md = table(results, list(workers))
+    load = None
+    if args.load != "quiet":
+        load = BusyCore(cpus[-1])
+        print(f"competing load: one busy process pinned to CPU {cpus[-1]}, resumed only for "
+              f"the windows marked {BUSY}")
+    try:
+        for n in args.batch:
+            results.append(time_one_batch(workers, n, args, rng, load))
+    finally:
+        if load is not None:
+            load.close()
+    md = "\n\n".join(
+        ([table(results, list(workers))] if args.load != "busy" else [])
+        + ([f"Under one busy core ({BUSY}):", busy_table(results, list(workers))]
+           if args.load != "quiet" else []))
     info = common.machine_info()
     rss = {k: w.call("rss") for k, w in workers.items()}
     header = (f"Machine: {info['cpu_model']}, {len(cpus)} CPUs used, {args.threads} threads; "

@@ -8,7 +8,8 @@ worker that is not being timed sits blocked on its pipe, its threads asleep, and
 coordinator pauses before each window so that the last worker's threads have gone idle.
 
 ``Worker(key, weights, threads)`` starts the process (``spawn``: a fresh interpreter, so no
-thread pool is inherited) and builds the case named ``key``: ``npvae``, ``npvae-openblas``
+thread pool is inherited) and builds the case named ``key``: ``npvae``, ``npvae-1thread``
+(npvae started with ``threads=1``), ``npvae-npdot``
 (its environment sets ``NPVAE_GEMM=numpy``), ``numpy-ref``,
 ``torch-eager``, ``torch-fused``, ``torch-compile`` or ``jax-jit``.
 """
@@ -61,7 +62,7 @@ class NpvaePeer:
 
 def build(key, weights, threads):
     """The peer object for case ``key`` (imports only what that case needs)."""
-    if key in ("npvae", "npvae-openblas", "numpy-ref"):
+    if key in ("npvae", "npvae-1thread", "npvae-npdot", "numpy-ref"):
         import numba
 
         peer = NpvaePeer(weights, "numpy" if key == "numpy-ref" else "numba")

@@ -306,11 +306,17 @@ class VAEModel:
         and re-reading the gradient (``Adam.step(deferred=...)``). The result equals the
         unfused step up to rounding; ``params.grad`` then lacks those blocks.
 
+        On the numba backend with MKL GEMMs, the step first fits Numba's thread count to
+        the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
+        not depend on the thread count.
+
         Raises FloatingPointError, before any update, if the loss is not finite.
         Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
         """
         from npvae.core.optim import Adam
 
+        if self.kernels.pace is not None:  # as many threads as there are free cores
+            self.kernels.pace()
         layers = ()
         rows = np.shape(x)[0] * self.n_samples
         if (isinstance(optimizer, Adam) and optimizer.clip_norm is None

@@ -71,17 +71,20 @@ def get_kernels(backend=None):
         ns = types.SimpleNamespace(**{k: getattr(module, k) for k in KERNEL_NAMES})
         ns.name = name
         ns.blas_pool = pool
+        ns.pace = _pacer() if name == "numba" else None
         _loaded[name] = ns
     return _loaded[name]
 
 
 def gemm_info(backend=None):
     """What runs the GEMMs of ``backend`` (default: :func:`default_backend`): a dict with
-    ``provider`` (``"mkl"`` or ``"numpy"``), ``detail`` and ``why`` (why not MKL, or None).
+    ``provider`` (``"mkl"``, ``"openblas"`` or ``"numpy"``), ``detail`` and ``why`` (why
+    ``np.dot``, or None).
 
-    The numpy backend always uses ``np.dot``. The numba backend uses Intel MKL, split over
-    Numba's threads, when the ``mkl`` wheel is installed (``pip install "npvae[mkl]"``),
-    unless ``NPVAE_GEMM=numpy``: see :mod:`npvae.plumbing.gemm`.
+    The numpy backend always uses ``np.dot``. The numba backend splits each product over
+    Numba's threads, one sequential BLAS call per block: Intel MKL on an Intel CPU when the
+    ``mkl`` wheel is installed (``pip install "npvae[mkl]"``), else the OpenBLAS NumPy
+    bundles; ``NPVAE_GEMM`` chooses (see :mod:`npvae.plumbing.gemm`).
     """
     if get_kernels(backend).name == "numpy":
         return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)",
@@ -99,6 +102,18 @@ class _NoPool:
 
     def uninstall(self):
         pass
+
+
+def _pacer():
+    """The :class:`~npvae.plumbing.cores.ThreadPacer` that fits the thread count of each
+    training step to the cores other processes leave free, or None: off
+    (``NPVAE_ADAPT_THREADS=0``), or GEMMs through ``np.dot``, whose results depend on
+    OpenBLAS's thread count (npvae's split GEMM's do not: see :mod:`npvae.plumbing.cores`)."""
+    from npvae.plumbing import cores, gemm
+
+    if not cores.enabled() or gemm.provider()[0] is None:
+        return None
+    return cores.ThreadPacer()
 
 
 SPIN_COUNT = "3000000"  # libgomp spin iterations before an idle thread sleeps: see below

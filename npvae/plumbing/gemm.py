@@ -1,12 +1,22 @@
-r"""``out = a @ b`` through MKL's GEMM, split over Numba's thread pool (numba backend).
+r"""``out = a @ b`` through a sequential BLAS GEMM, split over Numba's thread pool (numba
+backend).
 
-The reference is ``np.dot(a, b, out=out)`` (:func:`npvae.kernels._reference.matmul`), and
-it is what runs unless the ``mkl`` wheel is installed (see :mod:`npvae.plumbing.mkl`).
-With MKL, a product is cut into one block of output columns per thread (rows when the
-output is taller than wide), and each thread makes one single-threaded ``cblas_?gemm``
-call on its block, inside a Numba ``prange``: the GEMMs run on the same pool of threads as
-npvae's kernels, so no second pool spins on the cores. Blocks of columns start at
-multiples of 16, so every thread's part of ``out`` and ``b`` stays 64-byte aligned.
+The reference is ``np.dot(a, b, out=out)`` (:func:`npvae.kernels._reference.matmul`). Here
+a product is cut into one block of output columns per thread (rows when the output is
+taller than wide), and each thread makes one single-threaded ``cblas_?gemm`` call on its
+block, inside a Numba ``prange``: the GEMMs run on the same pool of threads as npvae's
+kernels, so no second pool spins on the cores. Blocks of columns start at multiples of 16,
+so every thread's part of ``out`` and ``b`` stays 64-byte aligned.
+
+The BLAS (the *provider*) is Intel MKL when its wheel is installed and the CPU is Intel's
+(:mod:`npvae.plumbing.mkl`; MKL runs its slow generic code on other CPUs: on an AMD EPYC
+(Zen 5) its sgemm reached 190 GFLOP/s on 2 threads where NumPy's OpenBLAS reached 370), and
+otherwise a copy of OpenBLAS of npvae's own (the ``scipy-openblas32`` wheel, a dependency),
+loaded apart from NumPy's and set to one thread, so that each call computes its block on
+the calling thread (:mod:`npvae.plumbing.openblas`). Either way a block is computed whole by
+one sequential call, whose sums over the inner dimension do not depend on the block's
+width: the results are bit-identical on any number of threads (tested), which lets the
+thread count follow the free cores (:mod:`npvae.plumbing.cores`).
 
 Operands are passed to BLAS as they lie in memory: a row-major (C-ordered) operand as is,
 a column-major one (a transposed view such as ``x.T`` or ``W.T``) with ``trans``, so
@@ -14,8 +24,9 @@ nothing is copied. In a forked child each GEMM is one call (OpenMP cannot be use
 fork). Anything BLAS cannot take directly (other dtypes, strided views,
 ``out`` overlapping an input, empty or huge dimensions) goes to ``np.dot``.
 
-``NPVAE_GEMM`` chooses: ``auto`` (the default: MKL if installed), ``mkl`` (an error if it
-cannot be used) or ``numpy``.
+``NPVAE_GEMM`` chooses: ``auto`` (the default: MKL on an Intel CPU if installed, else
+OpenBLAS), ``mkl`` or ``openblas`` (an error if it cannot be used), or ``numpy``
+(``np.dot``, whose results depend on OpenBLAS's thread count).
 """
 
 from __future__ import annotations
@@ -28,21 +39,23 @@ from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
 from npvae.plumbing import mkl as _mkl
+from npvae.plumbing import openblas as _openblas
 
 _CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
 ALIGN = 16  # elements: a column block's first column (64 bytes of float32)
 SERIAL_MAX = 1 << 19  # m * n * k; below it one call beat a split inside a step (a 784x400 GEMV)
 INT32_MAX = 2**31 - 1
-CHOICES = ("auto", "mkl", "numpy")
+CHOICES = ("auto", "mkl", "openblas", "numpy")
 
-_state = {}  # "mkl": Mkl or None, "why": str or None, "choice": str
+_state = {}  # "blas": Mkl, Cblas or None, "why": str or None, "choice": str
 
 
 @intrinsic
 def _call_gemm(typingctx, fn, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc):
-    """Call ``cblas_?gemm`` at address ``fn`` (row-major, ``beta = 0``); the precision
-    is the type of ``alpha``. Addresses are integers, so the kernel stays cacheable."""
+    """Call ``cblas_?gemm`` at address ``fn`` (row-major, ``beta = 0``, LP64: 32-bit
+    integers); the precision is the type of ``alpha``. Addresses are integers, so the
+    kernel stays cacheable."""
     def codegen(context, builder, signature, args):
         fn_, ta, tb, m_, n_, k_, alpha_, a_, lda_, b_, ldb_, c_, ldc_ = args
         i32 = ir.IntType(32)
@@ -156,40 +169,75 @@ def choice():
     return name
 
 
+def _find(name):
+    """``(provider, why not)`` for ``name`` ("mkl" or "openblas")."""
+    return _mkl.load() if name == "mkl" else _openblas.load_private()
+
+
+def _auto_order():
+    """MKL first on Intel's CPUs, where it was 1.2-1.35x faster than OpenBLAS on the
+    model's shapes; OpenBLAS first elsewhere (on AMD MKL ran at half OpenBLAS's speed)."""
+    return ("mkl", "openblas") if _openblas.cpu_vendor() == "GenuineIntel" else \
+        ("openblas", "mkl")
+
+
 def provider():
-    """``(Mkl or None, why not MKL or None)``, settled on the first call."""
-    if "mkl" not in _state:
+    """``(provider, why)``: the BLAS (:class:`~npvae.plumbing.mkl.Mkl` or
+    :class:`~npvae.plumbing.openblas.Cblas`) or None, and why none; settled on the first call."""
+    if "blas" not in _state:
         name = choice()
-        found, why = (None, "NPVAE_GEMM=numpy") if name == "numpy" else _mkl.load()
-        if found is None and name == "mkl":
-            raise RuntimeError(f"NPVAE_GEMM=mkl, but MKL cannot be used: {why}. Install it "
-                               "with `pip install mkl`, or set NPVAE_GEMM=auto")
+        found, why = None, "NPVAE_GEMM=numpy"
+        if name in ("mkl", "openblas"):
+            found, why = _find(name)
+            if found is None:
+                fix = ("install it with `pip install mkl`" if name == "mkl" else
+                       "install it with `pip install scipy-openblas32`")
+                raise RuntimeError(f"NPVAE_GEMM={name}, but it cannot be used: {why}; {fix}, "
+                                   "or set NPVAE_GEMM=auto")
+        elif name == "auto":
+            whys = []
+            for each in _auto_order():
+                found, why = _find(each)
+                if found is not None:
+                    break
+                whys.append(f"{each}: {why}")
+            why = None if found is not None else "; ".join(whys)
         get_num_threads()  # starts Numba's pool: see _thread_count
-        _state.update(mkl=found, why=why, choice=name, threads=_thread_count())
+        _state.update(blas=found, why=why, choice=name, parts=_pool_size())
         if found is not None and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_single_threaded)
-    return _state["mkl"], _state["why"]
+    return _state["blas"], _state["why"]
 
 
 def info():
-    """What runs npvae's GEMMs (numba backend): a dict with ``provider`` ("mkl" or
-    "numpy"), ``detail`` (MKL's version and path) and ``why`` (why not MKL, or None)."""
+    """What runs npvae's GEMMs (numba backend): a dict with ``provider`` ("mkl",
+    "openblas" or "numpy"), ``detail`` (the library's version and path) and ``why`` (why
+    no sequential BLAS call is used, or None)."""
     found, why = provider()
     if found is None:
         return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)", "why": why}
-    return {"provider": "mkl", "detail": f"{found.version} ({found.path}), sequential, "
+    return {"provider": found.name, "detail": f"{found.version} ({found.path}), sequential, "
             "split over Numba's threads", "why": None}
 
 
-def _one():
-    return 1
+def _pool_size():
+    """Blocks per split GEMM: the size of Numba's pool (``NUMBA_NUM_THREADS``, by default
+    the number of cores), not the threads in use. Small blocks of OpenBLAS's sequential GEMM
+    sum in an order that depends on the block's shape (with 4 rows of 784 x 400, blocks of
+    200 columns differ from one block of 400 in the last bits), so the split is fixed
+    whatever ``numba.set_num_threads``, ``fit(threads=...)`` or the core governor choose:
+    with fewer threads, a thread computes several blocks one after the other."""
+    import numba
+
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
 
 
 def _single_threaded():
-    """In a forked child: one MKL call per GEMM, no split. GNU OpenMP aborts a forked child
-    that starts a parallel region, and a child may still run small batches, whose kernels
-    are serial (:mod:`npvae.plumbing.blas_pool` gives OpenBLAS its own threads back)."""
-    _state["threads"] = _one
+    """In a forked child: one call per GEMM, no split. GNU OpenMP aborts a forked child that
+    starts a parallel region, and a child may still run small batches, whose kernels are
+    serial (:mod:`npvae.plumbing.blas_pool` gives OpenBLAS its own threads back). Products
+    in the child may differ from the parent's in the last bits."""
+    _state["parts"] = 1
 
 
 def _thread_count():
@@ -215,13 +263,14 @@ def matmul(a, b, out):
     """``out = a @ b`` for 2-D ``a`` (M, K), ``b`` (K, N) and a C-ordered ``out`` (M, N) of
     the same dtype; returns ``out``. The same contract as
     :func:`npvae.kernels._reference.matmul`."""
-    found = _state.get("mkl", False)
+    found = _state.get("blas", False)
     if found is False:
         found = provider()[0]
     if found is not None and a.ndim == 2 and b.ndim == 2 and out.ndim == 2:
         fn = found.gemm.get(out.dtype)
         if (fn is not None and a.dtype == out.dtype and b.dtype == out.dtype
                 and _gemm(fn, a, b, out,
-                          1 if a.size * b.shape[1] <= SERIAL_MAX else _state["threads"]())):
+                          1 if a.size * b.shape[1] <= SERIAL_MAX else _state["parts"])):
             return out
     return np.dot(a, b, out=out)
+

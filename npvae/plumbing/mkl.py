@@ -41,7 +41,10 @@ def candidates():
 
 class Mkl:
     """A loaded MKL: ``sgemm`` and ``dgemm`` (function addresses), ``gemm`` (the two by
-    dtype), ``version`` and ``path``."""
+    dtype), ``version`` and ``path``, and ``name`` ("mkl"), as :mod:`npvae.plumbing.gemm`
+    asks of every provider."""
+
+    name = "mkl"
 
     def __init__(self, path, lib):
         self.path, self._lib = str(path), lib

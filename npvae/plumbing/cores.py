@@ -1,0 +1,164 @@
+"""How many threads a step should use: the cores that other processes leave free.
+
+On a machine where another process keeps a core busy, a parallel loop or GEMM split over
+two threads waits, at every barrier, for the thread that shares the busy core: the
+operating system gives that thread half the core in slices of milliseconds, and the step
+stalls for them. One thread on the free core is then faster than two (measured at batch
+128 on 2 cores with one busy process: 18.7k samples/s on 2 threads, 38.3k on 1).
+
+:class:`CoreGovernor` reads, every ``interval`` seconds, how much CPU time the machine's
+allowed cores spent busy (``/proc/stat``) and how much of it was this process's own
+(``os.times``); the rest belongs to other processes. The next steps use as many threads as
+there are cores left, never more than the thread count the user set. Changes need a
+margin (hysteresis), so a flickering load does not make the count flicker.
+
+Reproducibility: with npvae's split GEMM (:mod:`npvae.plumbing.gemm`: a fixed set of
+blocks, each computed whole by one sequential MKL or OpenBLAS call) and kernels whose
+reductions use fixed blocks, the training step gives bit-identical results on any thread
+count, so adapting the count changes nothing but the speed (``tests/test_cores.py`` checks
+it). ``np.dot`` (``NPVAE_GEMM=numpy``) sums in an order that depends on OpenBLAS's thread
+count, so :func:`npvae.kernels.get_kernels` enables the governor only with the split GEMM.
+``NPVAE_ADAPT_THREADS=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+__all__ = ["CoreGovernor", "read_cpu_times", "enabled"]
+
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+DOWN_AT = 0.6  # cores taken by others before a thread is given up ...
+UP_AT = 0.4  # ... and given back (between the two: no change)
+
+
+def enabled():
+    """False when ``NPVAE_ADAPT_THREADS=0``."""
+    return os.environ.get("NPVAE_ADAPT_THREADS", "1").strip() != "0"
+
+
+def allowed_cpus():
+    """The CPUs this process may run on (its affinity), or None where unknown."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def read_cpu_times(cpus, path="/proc/stat"):
+    """Busy seconds summed over ``cpus`` (every state but idle and iowait; ``steal``,
+    time a hypervisor gave to another machine, counts as busy), or None if unreadable."""
+    wanted = {f"cpu{c}" for c in cpus}
+    busy = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.startswith("cpu"):
+                    break
+                fields = line.split()
+                if fields[0] in wanted:
+                    vals = [int(v) for v in fields[1:9]]
+                    busy += sum(vals) - vals[3] - vals[4]
+    except (OSError, ValueError, IndexError):
+        return None
+    return busy / _HZ
+
+
+def own_cpu_seconds():
+    """CPU seconds of every thread of this process so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+class CoreGovernor:
+    """Picks the thread count of the next steps from the cores other processes leave free.
+
+    Parameters
+    ----------
+    interval : float, default 0.25
+        Seconds between readings; a reading has a resolution of one clock tick (10 ms)
+        per core, so shorter intervals are noisy.
+    cpus : sequence of int, optional
+        The CPUs to watch (default: this process's affinity).
+    clock, busy_seconds, own_seconds : callables, optional
+        Sources of wall time, the watched CPUs' busy seconds and this process's CPU
+        seconds (the tests pass fakes).
+
+    Notes
+    -----
+    :meth:`threads` is called once per step and costs one clock read between readings.
+    """
+
+    def __init__(self, interval=0.25, cpus=None, clock=time.perf_counter, busy_seconds=None,
+                 own_seconds=own_cpu_seconds):
+        self.interval = float(interval)
+        self.cpus = list(cpus) if cpus is not None else (allowed_cpus() or [])
+        self.clock = clock
+        self.busy_seconds = busy_seconds or (lambda: read_cpu_times(self.cpus))
+        self.own_seconds = own_seconds
+        self.foreign = 0.0  # cores other processes used over the last interval
+        self.current = None  # the count chosen last (None: not yet)
+        self._last = None
+
+    def _sample(self):
+        busy = self.busy_seconds()
+        return None if busy is None else (self.clock(), busy, self.own_seconds())
+
+    def threads(self, cap):
+        """The number of threads (1 to ``cap``) the next step should use."""
+        if cap <= 1 or not self.cpus:
+            return cap
+        if self.current is None or self.current > cap:
+            self.current = cap
+        now = self.clock()
+        if self._last is not None and now - self._last[0] < self.interval:
+            return min(self.current, cap)
+        sample = self._sample()
+        if sample is None:  # no /proc/stat: never adapt
+            self.cpus = []
+            return cap
+        if self._last is not None:
+            wall = sample[0] - self._last[0]
+            used = (sample[1] - self._last[1]) - (sample[2] - self._last[2])
+            self.foreign = max(0.0, used / wall)
+            free = len(self.cpus) - self.foreign
+            down, up = int(free + DOWN_AT), int(free + UP_AT)  # up <= down: one can fire
+            if down < self.current:  # others took more than DOWN_AT of a core we use
+                self.current = max(1, down)
+            elif up > self.current:  # they left all but UP_AT of another core free
+                self.current = up
+            self.current = min(self.current, cap)
+        self._last = sample
+        return self.current
+
+
+class ThreadPacer:
+    """Applies a :class:`CoreGovernor` to Numba's thread count before each step.
+
+    The user's setting (``numba.set_num_threads``, ``fit(threads=...)``) is the cap: when
+    the count found is not the one this pacer set last, the user changed it, and it becomes
+    the new cap. Numba's count is per Python thread, so the state is too.
+    """
+
+    def __init__(self, governor=None):
+        import threading
+
+        from npvae.plumbing.gemm import thread_count
+
+        self.governor = governor or CoreGovernor()
+        self._count = thread_count
+        self._local = threading.local()
+
+    def __call__(self):
+        import numba
+
+        loc = self._local
+        n = self._count()
+        if n != getattr(loc, "set", None):
+            loc.cap = n
+        want = self.governor.threads(loc.cap)
+        if want != n:
+            numba.set_num_threads(want)
+        loc.set = want
+        return want
