@@ -161,7 +161,10 @@ class _Annealer:
         return (pad[:-4] + pad[1:-3] + pad[2:-2] + pad[3:-1] + pad[4:]) / 5
 
     def _warm(self, betas, target, log_eps, record, k, lo, hi, rng, bar):
+        pace = self.joint.kernels.pace
         for t in range(1, len(betas)):
+            if pace is not None:  # as many threads as other processes leave cores free
+                pace()
             self.step[...] = np.exp(log_eps)
             prob = self.hmc.step(self.state, self.step, betas[t], rng)
             a = prob.reshape(k, -1).mean(axis=0)
@@ -180,7 +183,10 @@ class _Annealer:
         t_steps, w = len(betas) - 1, log_eps.shape[0]
         order = range(t_steps, 0, -1) if reverse else range(1, t_steps + 1)
         pos = np.linspace(0, w - 1, t_steps + 1)  # schedule position -> warm-up record
+        pace = self.joint.kernels.pace
         for t in order:
+            if pace is not None:
+                pace()
             b_new = betas[t - 1] if reverse else betas[t]
             b_old = betas[t] if reverse else betas[t - 1]
             self.log_w += (b_new - b_old) * self.state.lr

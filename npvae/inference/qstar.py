@@ -195,7 +195,10 @@ def optimise_qstar(model, X, y=None, *, lr=0.03, n_samples=4, max_steps=3000,
         best = np.full(m, -np.inf)
         stale, cuts = np.zeros(m, int), np.zeros(m, int)
         window = np.zeros(m)
+        pace = model.kernels.pace
         for t in range(1, max_steps + 1):
+            if pace is not None:  # as many threads as other processes leave cores free
+                pace()
             window += fit.step(rng)
             if t % check_every and t < max_steps:
                 continue

@@ -397,7 +397,10 @@ def sample_posterior(model, X, y=None, *, method="hmc", n_samples=1000, warmup=5
 
 def _run(kernel, state, steps, samples, accepted, warmup, thin, total, rng, bar):
     t0 = time.perf_counter()
+    pace = kernel.k.pace
     for t in range(total):
+        if pace is not None:  # as many threads as other processes leave cores free
+            pace()
         if t == warmup:
             steps.freeze()
             steps.warmup_seconds = time.perf_counter() - t0
