@@ -230,3 +230,51 @@ def test_diagnostics_shapes_and_errors():
         effective_sample_size(d[:2])
     with pytest.raises(ValueError, match=r"shape \(S, K, ...\)"):
         split_rhat(np.ones(10))
+
+
+@pytest.mark.parametrize("kind", ["hmc", "rwmh", "ais"])
+def test_steps_allocate_no_row_sized_arrays(kind):
+    """Once built, a transition (and an AIS temperature) allocates nothing the size of the
+    batch: with R = 20,000 rows one float64 temporary would be 160 kB, against the few kB
+    of Python objects a step makes."""
+    import tracemalloc
+
+    from npvae.inference.ais import _Annealer, schedule, step_table
+    from npvae.inference.samplers import RandomWalk
+
+    p = PPCA(z=2, d=3, variance=0.5, seed=0)
+    x = p.data(1000)
+    rng = np.random.default_rng(0)
+    step = np.full(1000, 0.1)
+    if kind == "ais":
+        an = _Annealer(p.model, x, None, 20, "prior", 2, None)
+        an._start(rng, None)
+        steps = step_table(np.full((5, 1000), np.log(0.1)), 6, np.float64)
+
+        class Bar:
+            def update(self, _):
+                pass
+
+        def run():
+            an._run(schedule(6), steps, rng, Bar(), False)
+    else:
+        path = Path(LogJoint(p.model, x, chains=20))
+        state = path.new_point(grad=kind == "hmc")
+        state.z[...] = rng.standard_normal(state.z.shape)
+        path.evaluate(state)
+        kernel = HMC(path, 3, jitter=0.2) if kind == "hmc" else RandomWalk(path)
+
+        def run():
+            for _ in range(3):
+                kernel.step(state, step, 1.0, rng)
+    run()  # first calls compile and allocate the per-shape buffers
+    tracemalloc.start()
+    try:
+        run()
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        run()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - before < 40_000, peak - before

@@ -176,31 +176,41 @@ class _Annealer:
         """One AIS run (forward, or reverse from ``z0``) with the step sizes ``log_eps``
         recorded along the schedule; returns the chains' log-weights (R,)."""
         self._start(rng, z0)
+        steps = step_table(log_eps, len(betas) - 1, self.joint.dtype)  # (T + 1, N)
         with np.errstate(all="ignore"):  # a NaN proposal is rejected, and need not warn
-            return self._run(betas, log_eps, rng, bar, reverse)
+            self._run(betas, steps, rng, bar, reverse)
+        bar.update(1)
+        return self.log_w.copy()
 
-    def _run(self, betas, log_eps, rng, bar, reverse):
-        t_steps, w = len(betas) - 1, log_eps.shape[0]
+    def _run(self, betas, steps, rng, bar, reverse):
+        """The annealing loop; allocates nothing."""
+        t_steps = len(betas) - 1
         order = range(t_steps, 0, -1) if reverse else range(1, t_steps + 1)
-        pos = np.linspace(0, w - 1, t_steps + 1)  # schedule position -> warm-up record
         pace = self.joint.kernels.pace
         for t in order:
             if pace is not None:
                 pace()
             b_new = betas[t - 1] if reverse else betas[t]
             b_old = betas[t] if reverse else betas[t - 1]
-            self.log_w += (b_new - b_old) * self.state.lr
+            np.multiply(self.state.lr, b_new - b_old, out=self.tmp)
+            self.log_w += self.tmp
             if t == (1 if reverse else t_steps):
                 break  # the last transition would not change the weight
-            i = pos[t - 1] if reverse else pos[t]
-            i0 = min(int(i), w - 2) if w > 1 else 0
-            f = i - i0 if w > 1 else 0.0
-            le = log_eps[i0] if w == 1 else (1 - f) * log_eps[i0] + f * log_eps[i0 + 1]
-            np.exp(le, out=self.step, casting="unsafe")
-            self.prob_sum += self.hmc.step(self.state, self.step, b_new, rng)
+            step = steps[t - 1] if reverse else steps[t]
+            self.prob_sum += self.hmc.step(self.state, step, b_new, rng)
             bar.update(1)
-        bar.update(1)
-        return self.log_w.copy()
+
+
+def step_table(log_eps, n_steps, dtype):
+    """Step sizes of every temperature of a run, (T + 1, N): the warm-up record (W, N)
+    interpolated linearly in schedule position (temperature t of T sits at W-record
+    index t (W - 1) / T)."""
+    w = log_eps.shape[0]
+    pos = np.linspace(0, w - 1, n_steps + 1)
+    i0 = np.minimum(pos.astype(int), max(w - 2, 0))
+    f = (pos - i0)[:, None] if w > 1 else np.zeros((n_steps + 1, 1))
+    lo, hi = log_eps[i0], log_eps[np.minimum(i0 + 1, w - 1)]
+    return np.exp((1 - f) * lo + f * hi).astype(dtype)
 
 
 def _batches(n, size):
