@@ -5,7 +5,8 @@
     python bench/ais_peers.py --case ref --ref-steps 200
 
 Cases (float32, prior start, sigmoid schedule, HMC with 10 leapfrog steps, step sizes from
-a warm-up pass of ``--warmup`` temperatures, K = 16 chains for each of N = 100 points):
+a warm-up pass of ``--warmup`` temperatures (timed apart), K = 16 chains for each of N = 100
+points):
 
 * ``ppca``: a 12-D probabilistic-PCA decoder with a 3-D latent (x = z W + b + noise,
   variance 0.5), T = 10,000: the point at which lxuechen/BDMC was measured (38 s, within
@@ -18,9 +19,12 @@ runs alternate npvae, torch, npvae, torch, ... so that a slow stretch of a share
 hits both. Reported per case: each run's wall time (warm-up pass excluded, reported apart),
 the torch / npvae ratio of each round and their median, decoder evaluations per second
 (rows through the decoder, forward and backward to z), the GEMM FLOP rate they amount to,
-set against the rate of the same GEMMs alone and of the training step's GEMMs (the
-784-400-20 VAE's ``train_step`` at batch 128), and the estimates with their standard errors
-(and the error against the exact value for pPCA). Writes ``bench/results/ais.md`` and
+set against the rate of the same GEMMs alone (measured in npvae's process just before each
+of its runs), the share of npvae's run those GEMMs take at that rate, the ceiling (torch's
+time over npvae's GEMM time: what npvae would reach if nothing but its GEMMs took time),
+the rate of the training step's GEMMs (the 784-400-20 VAE's ``train_step`` at batch 128),
+and the estimates with their standard errors (and the error against the exact value for
+pPCA). Writes ``bench/results/ais.md`` and
 ``.json``.
 """
 
@@ -113,20 +117,21 @@ def worker(conn, lib, name, warmup):
         if cmd[0] == "stop":
             break
         if cmd[0] == "gemm":
-            conn.send(gemm_rates(model, layers, N_POINTS * CHAINS))
+            conn.send(train_rate())
             continue
+        # npvae: the rate of its decoder GEMMs alone, measured just before its run, so
+        # that the GEMM share of the run comes from the same stretch of a shared machine
+        gemm = gemm_alone(model, layers, N_POINTS * CHAINS) if lib == "npvae" else None
         est, se, acc, secs, warm = run(cmd[1], cmd[2])
         conn.send({"log_px": np.asarray(est).tolist(), "stderr": np.asarray(se).tolist(),
-                   "accept": acc, "seconds": secs, "warmup_seconds": warm})
+                   "accept": acc, "seconds": secs, "warmup_seconds": warm,
+                   "gemm_alone_gflops": gemm})
 
 
-def gemm_rates(model, layers, rows, reps=20):
+def gemm_alone(model, layers, rows, seconds=0.5):
     """GFLOP/s of the decoder's GEMMs alone at ``rows`` rows (forward and input-backward,
-    through npvae's matmul kernel) and of the training step's GEMMs (the 784-400-20 VAE's
-    train_step at batch 128, all its GEMM FLOPs over its whole step time)."""
+    through npvae's matmul kernel, on buffers of ones), over about ``seconds``."""
     import numpy as np
-
-    from npvae import VAE, Adam
 
     k = model.kernels
     bufs = []
@@ -141,10 +146,20 @@ def gemm_rates(model, layers, rows, reps=20):
             k.matmul(o, w.T, a)
 
     gemms()
-    t = time.perf_counter()
-    for _ in range(reps):
+    t, reps = time.perf_counter(), 0
+    while time.perf_counter() - t < seconds:
         gemms()
-    gemm_rate = gemm_flops_per_row(layers) * rows * reps / (time.perf_counter() - t) / 1e9
+        reps += 1
+    return gemm_flops_per_row(layers) * rows * reps / (time.perf_counter() - t) / 1e9
+
+
+def train_rate(reps=20):
+    """GFLOP/s of the training step's GEMMs: the 784-400-20 VAE's train_step at batch 128,
+    all its GEMM FLOPs over its whole step time."""
+    import numpy as np
+
+    from npvae import VAE, Adam
+
     vae = VAE(784, 20, hidden=(400,), dtype="float32", seed=0)
     opt = Adam(vae.params, lr=1e-3)
     xb = (np.random.default_rng(0).random((128, 784)) > 0.5).astype(np.float32)
@@ -156,8 +171,7 @@ def gemm_rates(model, layers, rows, reps=20):
     step = (time.perf_counter() - t) / reps
     # 6 GEMMs per layer pair minus the encoder's input gradient: 3 per layer, 2 for the first
     macs = 128 * (784 * 400 * 2 + 400 * 40 * 3 + 20 * 400 * 3 + 400 * 784 * 3)
-    return {"gemm_alone_gflops": gemm_rate, "train_step_gflops": 2 * macs / step / 1e9,
-            "train_step_ms": step * 1e3}
+    return {"train_step_gflops": 2 * macs / step / 1e9, "train_step_ms": step * 1e3}
 
 
 def start(lib, name, warmup):
@@ -197,9 +211,17 @@ def bench_case(name, steps, rounds, warmup):
     ratios = [t["seconds"] / n["seconds"] for n, t in zip(runs["npvae"], runs["torch"],
                                                            strict=True)]
     evals = N_POINTS * CHAINS * LEAPFROG * (steps - 1)  # rows through the decoder
+    flops = evals * gemm_flops_per_row(layers)
+    # npvae's run time at its GEMMs-alone rate: the share of the run that is GEMMs, and
+    # the ratio torch / (npvae's GEMM time), which no work outside the GEMMs can beat
+    gemm_s = [flops / (r["gemm_alone_gflops"] * 1e9) for r in runs["npvae"]]
     out = {"case": name, "steps": steps, "points": N_POINTS, "chains": CHAINS,
            "leapfrog": LEAPFROG, "warmup": warmup, "ratios": ratios,
-           "ratio_median": statistics.median(ratios), **rates}
+           "ratio_median": statistics.median(ratios),
+           "gemm_alone_gflops": [r["gemm_alone_gflops"] for r in runs["npvae"]],
+           "gemm_share": [g / r["seconds"] for g, r in zip(gemm_s, runs["npvae"], strict=True)],
+           "ceiling": [t["seconds"] / g for g, t in zip(gemm_s, runs["torch"], strict=True)],
+           **rates}
     for lib, rs in runs.items():
         secs = statistics.median(r["seconds"] for r in rs)
         m = [float(np.mean(r["log_px"])) for r in rs]
@@ -229,12 +251,17 @@ def write(results, path):
                 f"{s['ms_per_step']:.3f} | {s['decoder_rows_per_s']:.3g} | "
                 f"{s['gemm_gflops']:.1f} | {statistics.mean(s['mean_log_px']):.4f} +- "
                 f"{statistics.mean(s['stderr']):.4f} | {err} |")
-    lines += ["", "| case | torch / npvae per round | median | GEMMs alone GFLOP/s | "
-              "train step GFLOP/s (784-400-20, batch 128) |", "|---|---|---|---|---|"]
+    def per_round(v, fmt):
+        return ", ".join(format(x, fmt) for x in v)
+
+    lines += ["", "| case | torch / npvae per round | median | npvae's GEMMs alone, GFLOP/s "
+              "| GEMM share of npvae's run | ceiling: torch / npvae's GEMM time | train step "
+              "GFLOP/s (784-400-20, batch 128) |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['case']} | {', '.join(f'{x:.2f}' for x in r['ratios'])} | "
-                     f"{r['ratio_median']:.2f} | {r['gemm_alone_gflops']:.1f} | "
-                     f"{r['train_step_gflops']:.1f} |")
+        lines.append(f"| {r['case']} | {per_round(r['ratios'], '.2f')} | "
+                     f"{r['ratio_median']:.2f} | {per_round(r['gemm_alone_gflops'], '.1f')} | "
+                     f"{per_round(r['gemm_share'], '.0%')} | {per_round(r['ceiling'], '.1f')} "
+                     f"| {r['train_step_gflops']:.1f} |")
     path.write_text("\n".join(lines) + "\n")
     path.with_suffix(".json").write_text(json.dumps(results, indent=1))
     print("\n".join(lines))
@@ -247,8 +274,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=2, help="runs per library (default 2)")
     p.add_argument("--ppca-steps", type=int, default=10_000)
     p.add_argument("--ref-steps", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=200,
-                   help="temperatures of the warm-up pass (default 200)")
+    p.add_argument("--warmup", type=int, default=None, help=(
+        "temperatures of the warm-up pass (default: npvae's, max(20, min(200, T // 10)))"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "ais.md"))
     a = p.parse_args(argv)
     results = []
@@ -256,7 +283,8 @@ def main(argv=None):
         steps = a.ppca_steps if name == "ppca" else a.ref_steps
         print(f"{name}: T = {steps}, {N_POINTS} points x {CHAINS} chains, {a.rounds} rounds",
               flush=True)
-        results.append(bench_case(name, steps, a.rounds, a.warmup))
+        warmup = a.warmup or max(20, min(200, steps // 10))
+        results.append(bench_case(name, steps, a.rounds, warmup))
     write(results, Path(a.out))
 
 

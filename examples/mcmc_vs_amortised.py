@@ -20,6 +20,7 @@ from pathlib import Path
 import _common
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 from scipy.special import logsumexp
@@ -32,7 +33,7 @@ from npvae.inference.metrics import elbo_terms
 from npvae.inference.qstar import optimise_qstar
 from npvae.inference.samplers import sample_posterior
 
-GRID = 201  # quadrature points per axis
+GRID = 241  # quadrature points per axis
 
 
 def log_joint_grid(vae, xi, lo, hi):
@@ -45,14 +46,14 @@ def log_joint_grid(vae, xi, lo, hi):
 
 def quadrature(vae, xi, extent=4.5):
     """The posterior of one image by quadrature: a coarse grid over [-4.5, 4.5]^2 finds the
-    square box holding its mass (density above 1e-4 of the peak), a fine grid over that
+    square box holding its mass (density above 1e-6 of the peak), a fine grid over that
     box gives the density, log p(x) (the grid sum), the mean and the covariance."""
     lo, hi = np.full(2, -extent), np.full(2, extent)
     for fine in (False, True):
         g0, g1, zz, lp = log_joint_grid(vae, xi, lo, hi)
         if fine:
             break
-        keep = (lp > lp.max() + np.log(1e-4)).reshape(GRID, GRID)
+        keep = (lp > lp.max() + np.log(1e-6)).reshape(GRID, GRID)
         cols, rows = np.where(keep.any(0))[0], np.where(keep.any(1))[0]
         lo = np.array([g0[max(cols[0] - 2, 0)], g1[max(rows[0] - 2, 0)]])
         hi = np.array([g0[min(cols[-1] + 2, GRID - 1)], g1[min(rows[-1] + 2, GRID - 1)]])
@@ -60,11 +61,16 @@ def quadrature(vae, xi, extent=4.5):
         lo, hi = centre - half, centre + half
     cell = (g0[1] - g0[0]) * (g1[1] - g1[0])
     w = np.exp(lp - logsumexp(lp))
+    shown = (lp > lp.max() + np.log(1e-4)).reshape(GRID, GRID)  # the figure's square view
+    cols, rows = np.where(shown.any(0))[0], np.where(shown.any(1))[0]
+    c0 = np.array([g0[cols[0]] + g0[cols[-1]], g1[rows[0]] + g1[rows[-1]]]) / 2
+    h = 0.6 * max(g0[cols[-1]] - g0[cols[0]], g1[rows[-1]] - g1[rows[0]])
     mean = w @ zz
     c = zz - mean
     return {"g0": g0, "g1": g1, "density": w.reshape(GRID, GRID) / cell,
             "log_px": float(logsumexp(lp) + np.log(cell)), "mean": mean,
-            "cov": (w[:, None] * c).T @ c}
+            "cov": (w[:, None] * c).T @ c, "view": [(c0[0] - h, c0[0] + h),
+                                                    (c0[1] - h, c0[1] + h)]}
 
 
 def errors(mean, cov, truth):
@@ -130,7 +136,7 @@ def main(argv=None):
     elbo_c = -np.add(*elbo_terms(vae, cand, n_samples=2000, rng=1))
     gap = np.array([tr["log_px"] for tr in truth]) - elbo_c
     order = np.argsort(gap)
-    pick = list(order[::-1][:args.points - 1]) + [order[len(order) // 2]]
+    pick = [int(i) for i in order[::-1][:args.points - 1]] + [int(order[len(order) // 2])]
     print(f"quadrature for {len(cand)} test images on {GRID}x{GRID} grids: "
           f"{time.perf_counter() - t:.1f} s; log p(x) - ELBO(q) from {gap.min():.3f} to "
           f"{gap.max():.3f} nats (median {np.median(gap):.3f}); showing test images {pick} "
@@ -138,7 +144,7 @@ def main(argv=None):
     x = cand[pick]
     truth = [truth[i] for i in pick]
     n = len(x)
-    a = ais(vae, x, n_steps=1000, chains=16, rng=0)
+    a = ais(vae, x, n_steps=1000, chains=64, rng=0)
     for i, tr in enumerate(truth):
         print(f"  image {pick[i]}: log p(x) by quadrature {tr['log_px']:.3f}, by AIS "
               f"{a.log_px[i]:.3f} +- {a.stderr[i]:.3f}; ELBO(q) {elbo_c[pick[i]]:.3f}")
@@ -205,13 +211,16 @@ def main(argv=None):
     hmc = chains["hmc"].samples
     for i, ax in enumerate(axes):
         tr = truth[i]
-        ax.contourf(tr["g0"], tr["g1"], tr["density"], levels=12, cmap="Blues")
+        dens = tr["density"]  # log-spaced levels, so that tails and small modes show
+        levels = dens.max() * np.logspace(-4, 0, 9)
+        ax.contourf(tr["g0"], tr["g1"], dens, levels=levels, cmap="Blues",
+                    norm=LogNorm(levels[0], levels[-1]), extend="neither")
         s = hmc[::4, :, i].reshape(-1, 2)
         ax.scatter(*s[:600].T, s=3, c="k", alpha=0.35, linewidths=0, label="HMC samples")
         ellipse(ax, mu[i], np.diag(np.exp(lv[i])), "tab:red", "encoder q(z|x), 2 sd")
         ellipse(ax, q.mu[i], np.diag(np.exp(q.logvar[i])), "tab:orange", "q*(z|x), 2 sd")
         ax.plot(*tr["mean"], "P", ms=10, mfc="white", mec="black", label="true mean")
-        ax.set(xlim=(tr["g0"][0], tr["g0"][-1]), ylim=(tr["g1"][0], tr["g1"][-1]),
+        ax.set(xlim=tr["view"][0], ylim=tr["view"][1],
                xlabel="z1", ylabel="z2" if i == 0 else None, aspect="equal",
                title=f"test image {pick[i]}: log p(x) - ELBO(q) = {gap[pick[i]]:.2f}")
         inset = ax.inset_axes([0.78, 0.78, 0.2, 0.2])
@@ -219,6 +228,9 @@ def main(argv=None):
         inset.set(xticks=[], yticks=[])
         if i == 0:
             ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
+    fig.suptitle("the decoder's true posterior p(z|x) (blue, by quadrature; contours a "
+                 "factor 10^0.5 apart) against the encoder's q(z|x) and the per-image "
+                 "optimum q*(z|x)")
     path = args.out / "mcmc_vs_amortised.png"
     fig.savefig(path)
     print(f"\nwrote {path}  (total {time.perf_counter() - t0:.0f} s)")

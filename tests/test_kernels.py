@@ -339,6 +339,17 @@ def test_sampler_kernels(dtype, per_point, n, chains, z, seed, beta):
     NB.leapfrog_drift(drift[0], v, scale, step)
     REF.leapfrog_drift(drift[1], v, scale, step)
     close(drift[0], drift[1], dtype, n_terms=2)
+    # the fused pass equals a kick, then a drift with the kicked v (half and full steps)
+    fz, fv = [zs.copy(), zs.copy()], [v.copy(), v.copy()]
+    NB.leapfrog_kick_drift(fz[0], fv[0], g1, g2, beta, scale, 0.5 * step, step)
+    REF.leapfrog_kick_drift(fz[1], fv[1], g1, g2, beta, scale, 0.5 * step, step)
+    sep_z, sep_v = zs.copy(), v.copy()
+    NB.leapfrog_kick(sep_v, g1, g2, beta, scale, 0.5 * step)
+    NB.leapfrog_drift(sep_z, sep_v, scale, step)
+    np.testing.assert_array_equal(fv[0], sep_v)
+    np.testing.assert_array_equal(fz[0], sep_z)
+    close(fz[0], fz[1], dtype, n_terms=5)
+    close(fv[0], fv[1], dtype, n_terms=3)
     z64 = [a.astype(np.float64) for a in (zs, v, g1, g2, mu, iv, scale)]
     zz, vv, gg1, gg2, mm, ii, ss = z64
     for i in range(r):

@@ -33,7 +33,7 @@ import numpy as np
 from npvae.core import checks as chk
 from npvae.kernels import get_kernels
 
-__all__ = ["LogJoint", "Point", "Path", "StandardNormal", "DiagonalGaussian"]
+__all__ = ["LogJoint", "Point", "Path", "StandardNormal", "DiagonalGaussian", "initial_z"]
 
 LOG_2PI = float(np.log(2 * np.pi))
 MAX_WORKSPACE_BYTES = 4 << 30
@@ -298,3 +298,23 @@ class Path:
                 p.g_lr += self._scratch
                 p.g_lr -= p.g_lb
         return p
+
+
+def initial_z(joint, init, rng, mu=None, logvar=None, out=None):
+    """Starting z of every row, written into ``out`` (R, Z): ``"prior"`` draws z ~ N(0, I),
+    ``"encoder"`` draws z ~ q(z|x) (``mu``, ``logvar`` (N, Z)), or an array (K, N, Z)."""
+    out = np.empty((joint.rows, joint.latent_dim), joint.dtype) if out is None else out
+    if isinstance(init, str):
+        if init == "prior":
+            joint.prior.sample(rng, out)
+        elif init == "encoder":
+            DiagonalGaussian(mu, logvar, joint.dtype, joint.kernels).sample(rng, out)
+        else:
+            raise ValueError(f"init must be 'prior', 'encoder' or an array, got {init!r}")
+    else:
+        a = np.asarray(init, dtype=joint.dtype)
+        if a.shape not in ((joint.chains, joint.n, joint.latent_dim), out.shape):
+            raise ValueError(f"an init array must have shape ({joint.chains}, {joint.n}, "
+                             f"{joint.latent_dim}), got {a.shape}")
+        out[...] = a.reshape(out.shape)
+    return out

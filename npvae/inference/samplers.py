@@ -9,7 +9,7 @@ evaluation. A step proposes z' for every row and keeps it where
     \log u < \log f(z') - \log f(z) + \log \frac{g(z | z')}{g(z' | z)}, \qquad u \sim U(0, 1),
 
 the Metropolis-Hastings rule, whose ratio needs no :math:`p(x)`. The kept state is *selected*
-row by row (``np.copyto(..., where=)``), never blended as ``a * new + (1 - a) * old``: a
+row by row (kernel ``select_rows``), never blended as ``a * new + (1 - a) * old``: a
 rejected proposal whose energy or gradient is inf or NaN (``0 * inf = NaN``) cannot reach it,
 and a proposal with any non-finite part is always rejected.
 
@@ -40,7 +40,7 @@ import numpy as np
 
 from npvae.core import checks as chk
 from npvae.inference import diagnostics
-from npvae.inference.joint import DiagonalGaussian, LogJoint, Path
+from npvae.inference.joint import LogJoint, Path, initial_z
 
 __all__ = ["RandomWalk", "HMC", "StepSize", "Chains", "sample_posterior", "METHODS",
            "TARGET_ACCEPT"]
@@ -108,16 +108,13 @@ class _Kernel:
         A finite log_ratio means a finite proposal: it holds log f(z') = lb + beta lr
         (NaN or inf if either part, or z' itself, is: ``0 * inf`` is NaN too) and, for HMC,
         the final momentum, into which the last half-step put the proposal's gradient."""
-        ok = self.ok
-        np.isfinite(log_ratio, out=ok)
-        np.logical_not(ok, out=self.bad)
+        np.isfinite(log_ratio, out=self.ok)
+        np.logical_not(self.ok, out=self.bad)
         np.minimum(log_ratio, 0.0, out=self.prob)
         np.exp(self.prob, out=self.prob)
-        np.copyto(self.prob, 0.0, where=self.bad)
+        np.copyto(self.prob, 0.0, where=self.bad)  # +inf included: min(inf, 0) = 0
         rng.random(out=self.u)
-        np.log(self.u, out=self.u)
-        np.less(self.u, log_ratio, out=self.accept)
-        self.accept &= ok
+        np.less(self.u, self.prob, out=self.accept)  # u < min(1, e^r), i.e. log u < r
         state.take(self.prop, self.accept)
         return self.prob
 
@@ -151,9 +148,9 @@ class HMC(_Kernel):
     Leapfrog, with :math:`g = \nabla \log f`:
     :math:`v \leftarrow v + \tfrac\epsilon2 s g`, then L times
     :math:`z \leftarrow z + \epsilon s v`, evaluate, :math:`v \leftarrow v + \epsilon s g`
-    (:math:`\tfrac\epsilon2` on the last); kernels ``leapfrog_kick`` and
-    ``leapfrog_drift``. The gradient at the kept state is carried over, so a step costs L
-    decoder passes forward and backward.
+    (:math:`\tfrac\epsilon2` on the last); kernels ``leapfrog_kick_drift`` (a kick and
+    the drift after it, in one pass) and ``leapfrog_kick``. The gradient at the kept state
+    is carried over, so a step costs L decoder passes forward and backward.
     """
 
     def __init__(self, path, n_leapfrog=10, scale=None, jitter=0.0):
@@ -202,12 +199,15 @@ class HMC(_Kernel):
         self._kinetic(h0)
         h0 += state.logp(beta, h1)  # -H(z, v) = log f - |v|^2 / 2
         prop.z[...] = state.z
-        k.leapfrog_kick(v, state.g_lb, state.g_lr, beta, s, half)
+        k.leapfrog_kick_drift(prop.z, v, state.g_lb, state.g_lr, beta, s, half, step_size)
         for i in range(self.n_leapfrog):
             last = i == self.n_leapfrog - 1
-            k.leapfrog_drift(prop.z, v, s, step_size)
             self.path.evaluate(prop, values=last)
-            k.leapfrog_kick(v, prop.g_lb, prop.g_lr, beta, s, half if last else step_size)
+            if last:
+                k.leapfrog_kick(v, prop.g_lb, prop.g_lr, beta, s, half)
+            else:
+                k.leapfrog_kick_drift(prop.z, v, prop.g_lb, prop.g_lr, beta, s, step_size,
+                                      step_size)
         self._kinetic(h1)
         h1 += prop.logp(beta, self.u)
         h1 -= h0  # log acceptance ratio H - H'
@@ -267,26 +267,6 @@ def _rng(rng):
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator or a seed, got {type(rng)}")
     return rng
-
-
-def initial_z(joint, init, rng, mu=None, logvar=None, out=None):
-    """Starting z of every row, written into ``out`` (R, Z): ``"prior"`` draws z ~ N(0, I),
-    ``"encoder"`` draws z ~ q(z|x) (``mu``, ``logvar`` (N, Z)), or an array (K, N, Z)."""
-    out = np.empty((joint.rows, joint.latent_dim), joint.dtype) if out is None else out
-    if isinstance(init, str):
-        if init == "prior":
-            joint.prior.sample(rng, out)
-        elif init == "encoder":
-            DiagonalGaussian(mu, logvar, joint.dtype, joint.kernels).sample(rng, out)
-        else:
-            raise ValueError(f"init must be 'prior', 'encoder' or an array, got {init!r}")
-    else:
-        a = np.asarray(init, dtype=joint.dtype)
-        if a.shape not in ((joint.chains, joint.n, joint.latent_dim), out.shape):
-            raise ValueError(f"an init array must have shape ({joint.chains}, {joint.n}, "
-                             f"{joint.latent_dim}), got {a.shape}")
-        out[...] = a.reshape(out.shape)
-    return out
 
 
 def sample_posterior(model, X, y=None, *, method="hmc", n_samples=1000, warmup=500, chains=4,

@@ -34,7 +34,7 @@ KERNEL_NAMES = (
     "matmul", "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
     "gaussian_nll", "bernoulli_nll_rows", "gaussian_nll_rows", "sigmoid", "adam_step",
     "adam_step_outer", "sgd_step", "sum_squares", "normal_log_density", "leapfrog_kick",
-    "leapfrog_drift", "select_rows",
+    "leapfrog_drift", "leapfrog_kick_drift", "select_rows",
 )
 _loaded = {}
 
@@ -193,6 +193,8 @@ def warmup(dtypes=("float32", "float64")):
         k.normal_log_density(zz, zz[:1], zz[:1], c1, r1, zz.copy())
         k.leapfrog_kick(zz, zz, zz, 0.5, zz[:1], zz[:, 0].copy())
         k.leapfrog_drift(zz, zz.copy(), zz[:1], zz[:, 0].copy())
+        k.leapfrog_kick_drift(zz, zz.copy(), zz, zz, 0.5, zz[:1], zz[:, 0].copy(),
+                              zz[:, 0].copy())
         k.select_rows(zz, zz.copy(), np.ones(2, bool))
         # a dense layer's three products: x @ W, x.T @ dy, dy @ W.T (the MKL kernel, if
         # used, compiles once per operand layout)

@@ -590,6 +590,21 @@ def leapfrog_drift(z, v, scale, step):
 
 
 @njit(**_OPTS)
+def leapfrog_kick_drift(z, v, g_lb, g_lr, beta, scale, kick, drift):
+    n, zd = kick.shape[0], v.shape[1]
+    per_point = scale.shape[0] > 1
+    bt = v.dtype.type(beta)
+    for c in range(v.shape[0] // n):
+        for p in range(n):
+            i, ek, ed = c * n + p, kick[p], drift[p]
+            a = p if per_point else 0
+            for j in range(zd):
+                vij = v[i, j] + ek * scale[a, j] * (g_lb[i, j] + bt * g_lr[i, j])
+                v[i, j] = vij
+                z[i, j] += ed * scale[a, j] * vij
+
+
+@njit(**_OPTS)
 def select_rows(dst, src, mask):
     for i in range(dst.shape[0]):
         if mask[i]:

@@ -386,6 +386,14 @@ def leapfrog_drift(z, v, scale, step):
     z += _rows(step, r)[:, None] * _rows(scale, r) * v
 
 
+def leapfrog_kick_drift(z, v, g_lb, g_lr, beta, scale, kick, drift):
+    """:func:`leapfrog_kick` with steps ``kick``, then :func:`leapfrog_drift` with steps
+    ``drift``, in one pass: the middle of a leapfrog trajectory (and, with ``kick`` half
+    of ``drift``, its start)."""
+    leapfrog_kick(v, g_lb, g_lr, beta, scale, kick)
+    leapfrog_drift(z, v, scale, drift)
+
+
 def select_rows(dst, src, mask):
     """In place: ``dst[r] = src[r]`` where ``mask[r]``, for 2-D ``dst``, ``src`` (R, C) and
     a boolean ``mask`` (R,). A select, never a blend: rows not taken are untouched, whatever
