@@ -109,7 +109,8 @@ class _Fit:
         rng.standard_normal(out=self.noise, dtype=self.noise.dtype)
         k.sample_kl(h, self.noise, self.z, self.kl_col)
         self.joint.log_likelihood(self.z, self.dz, out=self.ll)
-        np.exp(0.5 * h[:, z:], out=self.sigma)
+        np.multiply(h[:, z:], 0.5, out=self.sigma)
+        np.exp(self.sigma, out=self.sigma)
         # the path derivative: d/dz [log p(x, z) - log q(z)] = grad log p(x|z) - z + eps/sigma
         self.dz -= self.z
         np.divide(self.noise.reshape(L, n, z), self.sigma, out=self.tmp.reshape(L, n, z))
@@ -187,7 +188,8 @@ def optimise_qstar(model, X, y=None, *, lr=0.03, n_samples=4, max_steps=3000,
     mu, lv = mu0.astype(np.float64), lv0.astype(np.float64)
     steps, converged = np.full(n, max_steps), np.zeros(n, bool)
     t0 = time.perf_counter()
-    bar = _progress(n, f"q* for {n} points", progress)
+    batches = -(-n // size)
+    bar = _progress(batches * max_steps, f"q* for {n} points (steps, at most)", progress)
     for lo in range(0, n, size):
         s = slice(lo, min(lo + size, n))
         fit = _Fit(model, X[s], None if y is None else y[s], n_samples, mu0[s], lv0[s], lr)
@@ -200,6 +202,7 @@ def optimise_qstar(model, X, y=None, *, lr=0.03, n_samples=4, max_steps=3000,
             if pace is not None:  # as many threads as other processes leave cores free
                 pace()
             window += fit.step(rng)
+            bar.update(1)
             if t % check_every and t < max_steps:
                 continue
             count = t % check_every or check_every
@@ -227,7 +230,7 @@ def optimise_qstar(model, X, y=None, *, lr=0.03, n_samples=4, max_steps=3000,
                 break
         z = model.latent_dim
         mu[s], lv[s] = fit.h[:, :z], fit.h[:, z:]
-        bar.update(m)
+        bar.update(max_steps - t)  # the steps a plateau made unnecessary
     bar.close()
     recon, kl = elbo_terms(model, X, y, n_samples=n_eval, rng=rng, mu=mu, logvar=lv)
     return QStar(mu, lv, -(recon + kl), steps, converged, time.perf_counter() - t0)
