@@ -76,8 +76,9 @@ class TorchAIS:
             (g,) = self.torch.autograd.grad(ll.sum(), z)
         return ll.detach(), g
 
-    def hmc(self, z, ll, g, beta, eps, n_leapfrog, gen):
-        """One HMC transition at inverse temperature beta; eps is (R, 1)."""
+    def hmc(self, z, ll, g, beta, eps, n_leapfrog, gen, need_prob=True):
+        """One HMC transition at inverse temperature beta; eps is (R, 1). Returns the
+        acceptance probabilities (warm-up) or the accept flags (the run)."""
         torch = self.torch
         v = torch.randn(z.shape, generator=gen)
         h0 = 0.5 * (z * z).sum(1) - beta * ll + 0.5 * (v * v).sum(1)
@@ -92,11 +93,13 @@ class TorchAIS:
         ok = torch.isfinite(log_ratio)
         u = torch.rand(log_ratio.shape, generator=gen, dtype=torch.float64)
         acc = ok & (torch.log(u) < log_ratio)
-        prob = torch.where(ok, torch.exp(torch.clamp(log_ratio, max=0.0)),
-                           torch.zeros_like(log_ratio))
         z = torch.where(acc[:, None], zn, z)
         ll = torch.where(acc, lln, ll)
         g = torch.where(acc[:, None], gn, g)
+        if not need_prob:
+            return z, ll, g, acc
+        prob = torch.where(ok, torch.exp(torch.clamp(log_ratio, max=0.0)),
+                           torch.zeros_like(log_ratio))
         return z, ll, g, prob
 
     def run(self, n_steps, warmup, n_leapfrog=10, target=0.65, step0=0.1, seed=0):
@@ -137,8 +140,9 @@ class TorchAIS:
                 f = pos[t] - i0
                 le = (1 - f) * rec[i0] + f * rec[i0 + 1]
                 eps = torch.exp(le).float().repeat(k)[:, None]
-                z, ll, g, prob = self.hmc(z, ll, g, float(betas[t]), eps, n_leapfrog, gen)
-                prob_sum += prob
+                z, ll, g, acc = self.hmc(z, ll, g, float(betas[t]), eps, n_leapfrog, gen,
+                                         need_prob=False)
+                prob_sum += acc
             t2 = time.perf_counter()
         lw = log_w.reshape(k, n).numpy()
         m = lw.max(0)

@@ -78,7 +78,7 @@ class AISResult:
     log_w : ndarray (K, N)
         Every chain's log-weight.
     accept : ndarray (N,)
-        Mean acceptance probability of the real run's HMC transitions.
+        Fraction of the real run's HMC proposals accepted.
     seconds, warmup_seconds : float
         Wall time of the real run and of the warm-up pass.
     evaluations : int
@@ -130,7 +130,7 @@ class _Annealer:
         self.hmc = HMC(self.path, n_leapfrog, s)
         self.state = self.path.new_point()
         self.log_w = np.zeros(j.rows)
-        self.prob_sum = np.zeros(j.rows)
+        self.accepted = np.zeros(j.rows)
         self.step = np.empty(j.n, j.dtype)
         self.tmp = np.empty(j.rows)
 
@@ -146,7 +146,7 @@ class _Annealer:
             raise ValueError("log p(x, z) is not finite at some starting points; check the "
                              "model and data (or start from the prior)")
         self.log_w[...] = 0.0
-        self.prob_sum[...] = 0.0
+        self.accepted[...] = 0.0
 
     def warmup(self, betas, target, step0, rng, bar):
         """Anneal along ``betas`` adapting each point's step size; return log step (W, N)."""
@@ -154,6 +154,7 @@ class _Annealer:
         log_eps = np.full(self.joint.n, np.log(step0))
         record = np.empty((len(betas) - 1, self.joint.n))
         k, lo, hi = self.joint.chains, np.log(STEP_MIN), np.log(STEP_MAX)
+        self.hmc.need_prob = True
         with np.errstate(all="ignore"):
             self._warm(betas, target, log_eps, record, k, lo, hi, rng, bar)
         # smooth the noisy record along the schedule (a centred moving average of 5)
@@ -186,6 +187,7 @@ class _Annealer:
         """The annealing loop; allocates nothing."""
         t_steps = len(betas) - 1
         order = range(t_steps, 0, -1) if reverse else range(1, t_steps + 1)
+        self.hmc.need_prob = False  # no adaptation here: count acceptances, skip the exps
         pace = self.joint.kernels.pace
         for t in order:
             if pace is not None:
@@ -197,7 +199,8 @@ class _Annealer:
             if t == (1 if reverse else t_steps):
                 break  # the last transition would not change the weight
             step = steps[t - 1] if reverse else steps[t]
-            self.prob_sum += self.hmc.step(self.state, step, b_new, rng)
+            acc = self.hmc.step(self.state, step, b_new, rng)  # the accept flags
+            np.add(self.accepted, 1.0, out=self.accepted, where=acc)  # (a bool += buffers)
             bar.update(1)
 
 
@@ -299,7 +302,7 @@ def ais(model, X, y=None, *, n_steps=1000, chains=16, schedule_kind="sigmoid", s
         warm_secs += t1 - t0
         evals += an.joint.evaluations
         log_w[:, s] = w.reshape(chains, -1)
-        accept[s] = (an.prob_sum / max(1, n_steps - 1)).reshape(chains, -1).mean(axis=0)
+        accept[s] = (an.accepted / max(1, n_steps - 1)).reshape(chains, -1).mean(axis=0)
     bar.close()
     sign = -1.0 if z_rev is not None else 1.0
     est, se = _log_mean_exp(log_w, sign)

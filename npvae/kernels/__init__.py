@@ -191,10 +191,10 @@ def warmup(dtypes=("float32", "float64")):
         k.sum_squares(p)
         zz, c1, r1 = a[:, :2].copy(), np.zeros(1), np.zeros(2)
         k.normal_log_density(zz, zz[:1], zz[:1], c1, r1, zz.copy())
-        k.leapfrog_kick(zz, zz, zz, 0.5, zz[:1], zz[:, 0].copy())
-        k.leapfrog_drift(zz, zz.copy(), zz[:1], zz[:, 0].copy())
-        k.leapfrog_kick_drift(zz, zz.copy(), zz, zz, 0.5, zz[:1], zz[:, 0].copy(),
-                              zz[:, 0].copy())
+        k.leapfrog_kick(zz, zz.copy(), zz.copy(), 0.5, zz[:1].copy())
+        k.leapfrog_drift(zz, zz.copy(), zz[:1].copy())
+        k.leapfrog_kick_drift(zz, zz.copy(), zz.copy(), zz.copy(), 0.5, zz[:1].copy(),
+                              zz[:1].copy())
         k.select_rows(zz, zz.copy(), np.ones(2, bool))
         # a dense layer's three products: x @ W, x.T @ dy, dy @ W.T (the MKL kernel, if
         # used, compiles once per operand layout)

@@ -414,9 +414,36 @@ def gaussian_nll(mean, x, logvar, scale, dmean, dlogvar):
     return total
 
 
+@inline
+def _gaussian_rows_shared(mean, x, logvar, row_scale, dmean, dlogvar, nll):
+    """gaussian_nll_rows with one shared variance, rows walked chain by chain (no modulo
+    per row) and dlogvar summed in a float64 register: 6.6 against 8.8 us at 1600 x 12."""
+    dt = mean.dtype.type
+    n, d = x.shape
+    inv0 = np.exp(-logvar[0])
+    const = d * (LOG_2PI + float(logvar[0]))
+    dv = 0.0
+    for c in range(mean.shape[0] // n):
+        for p in range(n):
+            r = c * n + p
+            s = dt(row_scale[r]) * inv0
+            row = dt(0)
+            for j in range(d):
+                diff = mean[r, j] - x[p, j]
+                row += diff * diff
+                dmean[r, j] = s * diff
+            r2 = float(row * inv0)
+            dv += float(row_scale[r]) * (d - r2)
+            nll[r] = 0.5 * (const + r2)
+    dlogvar[0] = 0.5 * dv
+
+
 @njit(**_REDUCE)
 def gaussian_nll_rows(mean, x, logvar, row_scale, dmean, dlogvar, nll):
     dt = mean.dtype.type
+    if logvar.shape[0] == 1:
+        _gaussian_rows_shared(mean, x, logvar, row_scale, dmean, dlogvar, nll)
+        return
     n = x.shape[0]
     for j in range(dlogvar.shape[0]):
         dlogvar[j] = 0
@@ -547,61 +574,52 @@ def sum_squares(g):
 
 
 # ------------------------------------------------------------------- samplers over z
-# Rows are chain-major (r = c * N + p), so loops run over chains, then points: no integer
-# division per row (a modulo per row cost more than the row's arithmetic at Z = 3).
+# Rows are chain-major (r = c * N + p): the leapfrog loops run over each chain's N x Z
+# values as one flat run, which vectorises (an inner loop over Z = 3 did not: 5x slower).
 @njit(**_REDUCE)
 def normal_log_density(z, mu, inv_var, const, out, grad):
     m, zd = mu.shape
-    for c in range(z.shape[0] // m):
-        for p in range(m):
-            i = c * m + p
-            acc = 0.0
-            for j in range(zd):
-                d = z[i, j] - mu[p, j]
-                g = d * inv_var[p, j]
-                grad[i, j] = -g
-                acc += float(d) * float(g)
-            out[i] = const[p] - 0.5 * acc
+    for i in range(z.shape[0]):
+        p = 0 if m == 1 else i - (i // m) * m
+        acc = 0.0
+        for j in range(zd):
+            d = z[i, j] - mu[p, j]
+            g = d * inv_var[p, j]
+            grad[i, j] = -g
+            acc += float(d) * float(g)
+        out[i] = const[p] - 0.5 * acc
 
 
 @njit(**_OPTS)
-def leapfrog_kick(v, g_lb, g_lr, beta, scale, step):
-    n, zd = step.shape[0], v.shape[1]
-    per_point = scale.shape[0] > 1
+def leapfrog_kick(v, g_lb, g_lr, beta, step):
+    n = step.size
+    vf, a, b, e = v.reshape(-1, n), g_lb.reshape(-1, n), g_lr.reshape(-1, n), step.reshape(-1)
     bt = v.dtype.type(beta)
-    for c in range(v.shape[0] // n):
-        for p in range(n):
-            i, e = c * n + p, step[p]
-            a = p if per_point else 0
-            for j in range(zd):
-                v[i, j] += e * scale[a, j] * (g_lb[i, j] + bt * g_lr[i, j])
+    for c in range(vf.shape[0]):
+        for k in range(n):
+            vf[c, k] += e[k] * (a[c, k] + bt * b[c, k])
 
 
 @njit(**_OPTS)
-def leapfrog_drift(z, v, scale, step):
-    n, zd = step.shape[0], z.shape[1]
-    per_point = scale.shape[0] > 1
-    for c in range(z.shape[0] // n):
-        for p in range(n):
-            i, e = c * n + p, step[p]
-            a = p if per_point else 0
-            for j in range(zd):
-                z[i, j] += e * scale[a, j] * v[i, j]
+def leapfrog_drift(z, v, step):
+    n = step.size
+    zf, vf, e = z.reshape(-1, n), v.reshape(-1, n), step.reshape(-1)
+    for c in range(zf.shape[0]):
+        for k in range(n):
+            zf[c, k] += e[k] * vf[c, k]
 
 
 @njit(**_OPTS)
-def leapfrog_kick_drift(z, v, g_lb, g_lr, beta, scale, kick, drift):
-    n, zd = kick.shape[0], v.shape[1]
-    per_point = scale.shape[0] > 1
+def leapfrog_kick_drift(z, v, g_lb, g_lr, beta, kick, drift):
+    n = kick.size
+    zf, vf, a, b = z.reshape(-1, n), v.reshape(-1, n), g_lb.reshape(-1, n), g_lr.reshape(-1, n)
+    ek, ed = kick.reshape(-1), drift.reshape(-1)
     bt = v.dtype.type(beta)
-    for c in range(v.shape[0] // n):
-        for p in range(n):
-            i, ek, ed = c * n + p, kick[p], drift[p]
-            a = p if per_point else 0
-            for j in range(zd):
-                vij = v[i, j] + ek * scale[a, j] * (g_lb[i, j] + bt * g_lr[i, j])
-                v[i, j] = vij
-                z[i, j] += ed * scale[a, j] * vij
+    for c in range(vf.shape[0]):
+        for k in range(n):
+            vck = vf[c, k] + ek[k] * (a[c, k] + bt * b[c, k])
+            vf[c, k] = vck
+            zf[c, k] += ed[k] * vck
 
 
 @njit(**_OPTS)

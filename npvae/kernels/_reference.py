@@ -362,36 +362,33 @@ def normal_log_density(z, mu, inv_var, const, out, grad):
     out[...] = _rows(const, r) - 0.5 * (d.astype(np.float64) ** 2 * iv).sum(axis=1)
 
 
-def leapfrog_kick(v, g_lb, g_lr, beta, scale, step):
-    r"""In place: :math:`v \leftarrow v + \epsilon_r\, s_r \odot (\nabla \mathrm{lb} +
-    \beta \nabla \mathrm{lr})`, the momentum half of a leapfrog step (in the coordinates
-    z / s, where the mass is the identity).
+def leapfrog_kick(v, g_lb, g_lr, beta, step):
+    r"""In place: :math:`v \leftarrow v + e_r \odot (\nabla \mathrm{lb} + \beta \nabla
+    \mathrm{lr})`, the momentum half of a leapfrog step.
 
     Parameters
     ----------
     v, g_lb, g_lr : ndarray (R, Z)
     beta : float
-    scale : ndarray (M, Z) with M = 1 or N, read at row r % M
-    step : ndarray (N,), read at row r % N
+    step : ndarray (N, Z), read at row r % N
+        Each point's step per latent dimension: the step size times the scale of the
+        dimension, :math:`\epsilon_n s_{nj}` (unit mass in the coordinates z / s).
     """
-    r = v.shape[0]
-    v += _rows(step, r)[:, None] * _rows(scale, r) * (g_lb + v.dtype.type(beta) * g_lr)
+    v += _rows(step, v.shape[0]) * (g_lb + v.dtype.type(beta) * g_lr)
 
 
-def leapfrog_drift(z, v, scale, step):
-    r"""In place: :math:`z \leftarrow z + \epsilon_r\, s_r \odot v`, the position step of
-    leapfrog (and, with v standard normal, a random-walk proposal); shapes as in
-    :func:`leapfrog_kick`."""
-    r = z.shape[0]
-    z += _rows(step, r)[:, None] * _rows(scale, r) * v
+def leapfrog_drift(z, v, step):
+    r"""In place: :math:`z \leftarrow z + e_r \odot v`, the position step of leapfrog (and,
+    with v standard normal, a random-walk proposal); ``step`` as in :func:`leapfrog_kick`."""
+    z += _rows(step, z.shape[0]) * v
 
 
-def leapfrog_kick_drift(z, v, g_lb, g_lr, beta, scale, kick, drift):
+def leapfrog_kick_drift(z, v, g_lb, g_lr, beta, kick, drift):
     """:func:`leapfrog_kick` with steps ``kick``, then :func:`leapfrog_drift` with steps
     ``drift``, in one pass: the middle of a leapfrog trajectory (and, with ``kick`` half
     of ``drift``, its start)."""
-    leapfrog_kick(v, g_lb, g_lr, beta, scale, kick)
-    leapfrog_drift(z, v, scale, drift)
+    leapfrog_kick(v, g_lb, g_lr, beta, kick)
+    leapfrog_drift(z, v, drift)
 
 
 def select_rows(dst, src, mask):
