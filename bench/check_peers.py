@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from bench.peers import LATENT, WEIGHT_SHAPES, jax_vae, random_weights, torch_vae  # noqa: E402
+from npvae.kernels._reference import gaussian_kl  # noqa: E402 (tests/test_gaussian.py checks it)
 
 
 # ---- plain NumPy float64 reference ---------------------------------------------------------
@@ -43,7 +44,7 @@ def ref_loss_and_grad(w, x, noise):
     h2 = np.maximum(a2, 0)
     lg = h2 @ w["decoder.out.W"] + w["decoder.out.b"]
     bce = np.maximum(lg, 0) - lg * x + np.log1p(np.exp(-np.abs(lg)))
-    loss = bce.sum() / n + 0.5 * np.sum(mu**2 + np.exp(lv) - 1 - lv) / n
+    loss = bce.sum() / n + gaussian_kl(mu, lv).sum() / n
     g = {}
     dlg = (1 / (1 + np.exp(-lg)) - x) / n
     g["decoder.out.W"], g["decoder.out.b"] = h2.T @ dlg, dlg.sum(0)

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from npvae import VAE, Adam
+from npvae import Adam, VAEModel
 from npvae.kernels import gemm_info
 
 KERNELS = ("bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
@@ -42,7 +42,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=200)
     args = ap.parse_args(argv)
 
-    model = VAE(784, 20, hidden=(400,), seed=0)  # loads the kernels and the BLAS pool
+    model = VAEModel(784, 20, hidden=(400,), seed=0)  # loads the kernels and the BLAS pool
     import numba
     from threadpoolctl import threadpool_limits
 

@@ -18,12 +18,12 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from npvae import VAE, Adam  # noqa: E402
+from npvae import Adam, VAEModel  # noqa: E402
 
 
 def main(argv):
     n, blas, nb = (int(a) for a in argv[:3])
-    model = VAE(784, 20, hidden=(400,), seed=0)  # first: npvae starts Numba's pool its way
+    model = VAEModel(784, 20, hidden=(400,), seed=0)  # first: npvae starts Numba's pool its way
     threadpool_limits(blas)
     numba.set_num_threads(nb)
     opt = Adam(model.params, lr=1e-3)

@@ -1,12 +1,16 @@
 """What the examples share: running from a clone without installing npvae, and the
 options every example takes (``--epochs``, ``--n-train``, ``--seed``, ``--threads``,
-``--out`` and, where a model is trained, ``--latent-dim``)."""
+``--out`` or ``--readme-images`` and, where a model is trained, ``--latent-dim``).
+
+Figures go to ``runs/examples/`` under the current directory by default; the tracked
+images of the README (docs/images/examples) are rewritten only with ``--readme-images``."""
 
 import argparse
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+README_IMAGES = ROOT / "docs" / "images" / "examples"  # tracked: only with --readme-images
 try:
     import npvae  # noqa: F401
 except ImportError:  # run from a clone without installing
@@ -23,8 +27,12 @@ def parser(doc, *, epochs=10, n_train=20000, latent_dim=None):
         ap.add_argument("--latent-dim", type=int, default=latent_dim)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "examples",
-                    help="folder for the figures (created if missing)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=Path("runs") / "examples",
+                       help="folder for the figures, created if missing (default: "
+                       "runs/examples under the current directory)")
+    where.add_argument("--readme-images", action="store_const", dest="out", const=README_IMAGES,
+                       help=f"write the figures over the README's, in {README_IMAGES}")
     return ap
 
 

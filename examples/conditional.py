@@ -4,7 +4,7 @@
 
 Trains ``VAE(cond_dim=3)`` with ``y = one_hot(shape)`` on sprites drawn with continuous
 scale and rotation, centred (``--jitter r`` moves them up to r image widths off centre;
-``--jitter 0.5`` uses every position, see the note in docs/examples.md). Then
+``--jitter 0.5`` uses every position, see the note in the README). Then
 
 * ``conditional_samples.png``: one row per class, the same 10 latents z ~ N(0, I) decoded
   as each shape;

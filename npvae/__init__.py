@@ -11,7 +11,17 @@ Quick start::
     opt.step()
 """
 
-from npvae.core.activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from npvae.core.activations import (
+    ELU,
+    GELU,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from npvae.core.layers import MLP, Dense
 from npvae.core.likelihoods import Bernoulli, GaussianDiagonal, GaussianFixed, GaussianScalar
 from npvae.core.model import VAEModel
@@ -27,6 +37,6 @@ __version__ = "0.1.0"
 __all__ = [
     "VAE", "VAEModel", "load", "Trainer", "TrainingDiverged", "Adam", "SGD", "global_norm",
     "ParamBuffer", "Dense", "MLP",
-    "Identity", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus",
+    "Identity", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus", "SiLU", "GELU",
     "Bernoulli", "GaussianFixed", "GaussianScalar", "GaussianDiagonal", "__version__",
 ]

@@ -6,7 +6,7 @@ import signal
 import numpy as np
 import pytest
 
-from npvae import VAE
+from npvae import VAE, VAEModel
 from npvae.apps import corrupt
 from npvae.training.checkpoint import load_checkpoint
 from npvae.training.trainer import Callback
@@ -53,13 +53,13 @@ def test_bad_corruption_arguments(x, kind, level, err):
 def test_corruption_changes_training_and_scores_the_clean_target(x, monkeypatch):
     plain = model().fit(x, epochs=2, **FIT)
     seen = []
-    orig = VAE.loss_and_grad
+    orig = VAEModel.loss_and_grad  # a VAE's step runs on its core model
 
     def spy(self, xb, y=None, **kw):
         seen.append((xb.copy(), None if kw.get("target") is None else kw["target"].copy()))
         return orig(self, xb, y, **kw)
 
-    monkeypatch.setattr(VAE, "loss_and_grad", spy)
+    monkeypatch.setattr(VAEModel, "loss_and_grad", spy)
     noisy = model().fit(x, epochs=2, corruption="mask", corruption_level=0.5, **FIT)
     assert not np.array_equal(plain.params.data, noisy.params.data)
     xb, target = seen[0]

@@ -52,17 +52,17 @@ def run(code, env=None):
     return res.stdout.strip()
 
 
-def test_import_is_fast_and_compiles_nothing():
+def test_import_is_light_and_compiles_nothing():
+    """``import npvae`` loads neither Numba (so nothing is compiled) nor the plotting,
+    scikit-learn or framework stacks. (Its time is measured by bench/run.py, not asserted
+    here: on a loaded machine it varies by 3x.)"""
     out = run("""
-        import sys, time
-        t = time.perf_counter()
+        import sys
         import npvae
-        dt = time.perf_counter() - t
-        print(dt, "numba" in sys.modules)
+        print(" ".join(m for m in ("numba", "matplotlib", "sklearn", "torch", "jax")
+                       if m in sys.modules) or "none")
     """)
-    seconds, numba_loaded = out.split()
-    assert float(seconds) < 1.0
-    assert numba_loaded == "False"  # nothing can have been compiled
+    assert out.strip() == "none"
 
 
 def test_kernels_are_cached_on_disk(tmp_path):
@@ -114,10 +114,11 @@ def test_warmup_compiles_every_kernel():
     pytest.importorskip("numba")
     out = run("""
         import numba
-        from npvae.kernels import _numba, warmup
+        from npvae.kernels import _numba, _numba_dense, _numba_optim, gemm_info, warmup
         from npvae.plumbing import gemm as _gemm
         warmup()
-        modules = [_numba] + ([_gemm] if _gemm.provider()[0] is not None else [])
+        modules = [_numba, _numba_dense, _numba_optim]
+        modules += [_gemm] if gemm_info("numba")["provider"] != "numpy" else []
         print([name for m in modules for name, f in vars(m).items()
                if isinstance(f, numba.core.registry.CPUDispatcher)
                and f.targetoptions.get("inline") != "always" and not f.signatures])

@@ -55,6 +55,27 @@ def test_help_via_python_m():
         assert cmd in r.stdout
 
 
+def test_help_lists_each_command_once(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("train", "sample", "reconstruct", "eval", "info"):
+        assert len([line for line in out.splitlines() if line.split()[:1] == [cmd]]) == 1, cmd
+
+
+def test_dataset_names_as_python_takes_them(capsys):
+    from npvae.cli import build_parser
+
+    for name, canonical in (("Sprites", "sprites"), ("fashion", "fashion-mnist"),
+                            ("FASHION_MNIST", "fashion-mnist"), ("digits", "digits")):
+        assert build_parser().parse_args(["train", "--dataset", name]).dataset == canonical
+
+
+def test_unknown_option_points_to_the_commands_help(run, capsys):
+    assert main(["sample", run, "--no-progress"]) == 2
+    one_error_line(capsys, "npvae sample: error: unrecognized arguments: --no-progress",
+                   "`npvae sample --help`")
+
+
 def test_every_train_option_is_explained(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
@@ -158,6 +179,20 @@ def test_eval_ais(run, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "amortisation gap" in out and "log p(x) AIS" in out
     assert main(["eval", run, "--ais-steps", "1"]) == 2
+
+
+def test_eval_elbo_is_the_one_training_printed(run, capsys):
+    # the same noise (metrics.EVAL_SEED) in training's validation, npvae eval and VAE.score
+    final = json.loads(open(os.path.join(run, "metrics.jsonl")).readlines()[-1])
+    assert main(["eval", run, "-k", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["elbo"] == pytest.approx(-(final["val_recon"] + final["val_kl"]), rel=1e-9)
+    assert res["recon"] == pytest.approx(final["val_recon"], rel=1e-9)
+    opts = json.load(open(os.path.join(run, "config.json")))["options"]
+    model = VAE.load(os.path.join(run, "checkpoint.npz"))
+    assert model.score(runs.load_data(opts)[1]) == pytest.approx(res["elbo"], rel=1e-9)
+    assert main(["eval", run, "-k", "2", "--json", "--seed", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["recon"] != res["recon"]
 
 
 def test_info(run, capsys):

@@ -83,7 +83,7 @@ def test_qstar_errors_and_seed(digits_model):
     b = optimise_qstar(vae, x[:2], rng=3, max_steps=60, n_eval=5)
     np.testing.assert_array_equal(a.mu, b.mu)
     assert np.all(a.steps == 60) and not a.converged.any()
-    with pytest.raises(ValueError, match="lr must be > 0"):
+    with pytest.raises(ValueError, match="lr must be a positive"):
         optimise_qstar(vae, x, lr=0)
     with pytest.raises(ValueError, match="pass both mu and logvar"):
         elbo_terms(vae, x, mu=np.zeros((16, 3)))

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from npvae.training import checkpoint as ckpt
+from npvae.training import archive as ckpt  # the file format (re-exported by checkpoint)
 from npvae.training.checkpoint import (
     CheckpointError,
     check_shapes,

@@ -12,6 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from npvae.kernels import KERNEL_NAMES, _reference, get_kernels
+from npvae.kernels.activations import BY_CODE
+from tests.cases import ACTIVATIONS
 from tests.strategies import arrays, batch, seeds, width
 
 pytest.importorskip("numba")
@@ -54,10 +56,10 @@ def test_matmul(dtype, m, k, n, t_a, t_b, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("code,param", [(0, 0.0), (1, 0.0), (2, 0.1), (3, 1.0), (4, 0.0),
-                                        (5, 0.0), (6, 0.0)])
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=repr)  # every registered activation's cases
 @given(shape=st.tuples(batch, width), seed=seeds)
-def test_bias_act_and_backward(dtype, code, param, shape, seed):
+def test_bias_act_and_backward(dtype, act, shape, seed):
+    code, param = act.code, act.param
     rng = np.random.default_rng(seed)
     y0 = (rng.standard_normal(shape) * 4).astype(dtype)
     b = rng.standard_normal(shape[1]).astype(dtype)
@@ -65,13 +67,33 @@ def test_bias_act_and_backward(dtype, code, param, shape, seed):
     NB.bias_act(ya, b, code, param)
     REF.bias_act(yb, b, code, param)
     close(ya, yb, dtype)
+    pa, pb = np.full_like(y0, np.nan), np.full_like(y0, np.nan)  # any activation can keep a
+    yc, yd = y0.copy(), y0.copy()
+    NB.bias_act_pre(yc, b, code, param, pa)
+    REF.bias_act_pre(yd, b, code, param, pb)
+    np.testing.assert_array_equal(pa, y0 + b)
+    np.testing.assert_array_equal(pb, y0 + b)
+    close(yc, yb, dtype)
+    close(yd, yb, dtype)
+    t = act.saved(pb, yb)  # what a layer keeps for the backward: y, or a if needs_pre
     dy = rng.standard_normal(shape).astype(dtype)
     da, dbuf = dy.copy(), dy.copy()
     dba, dbb = np.empty_like(b), np.empty_like(b)
-    NB.act_backward(da, yb, code, param, dba)
-    REF.act_backward(dbuf, yb, code, param, dbb)
+    NB.act_backward(da, t, code, param, dba)
+    REF.act_backward(dbuf, t, code, param, dbb)
     close(da, dbuf, dtype)
     close(dba, dbb, dtype, n_terms=shape[0])
+
+
+@pytest.mark.parametrize("kernels", [NB, REF], ids=["numba", "numpy"])
+def test_unknown_activation_code_raises(kernels):
+    """No silent fallback: a code no activation has is an error in both backends."""
+    code = max(BY_CODE) + 1
+    y, b = np.ones((2, 3)), np.zeros(3)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        kernels.bias_act(y, b, code, 0.0)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        kernels.act_backward(y.copy(), y, code, 0.0, b.copy())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -102,7 +124,8 @@ def test_kernels_without_numpys_exp_loop(dtype, n, monkeypatch):
     from npvae.kernels import _numba
     from npvae.plumbing.ufunc_loop import NO_LOOP
 
-    assert _numba._exp_loop(dtype) != NO_LOOP  # else the tests above cover only the fallback
+    if _numba._exp_loop(dtype) == NO_LOOP:  # NPVAE_PLUMBING=0: every test above is the fallback
+        pytest.skip("NumPy's exp loop is off (npvae.plumbing.capabilities())")
     monkeypatch.setattr(_numba, "_exp_loop", lambda dtype: NO_LOOP)
     test_sample_kl_and_backward.hypothesis.inner_test(dtype, n, 20, 2, 7)
     test_bernoulli_nll.hypothesis.inner_test(dtype, n, 784, 1, 7, 30.0)

@@ -154,6 +154,39 @@ def test_fused_train_step_equals_loss_and_grad_then_step(n, cond):
     np.testing.assert_allclose(oa.v, ob.v, rtol=1e-10, atol=1e-20)
 
 
+@pytest.mark.parametrize("act", ["relu", "silu"])
+def test_train_step_fuses_from_the_workspace_at_batch_1(act):
+    """At batch 1 the large weight blocks' gradients are never written (their factors go
+    from the step's workspace to Adam); the smaller blocks' are."""
+    from npvae.core.model import VAEModel
+
+    m = VAEModel(300, 4, hidden=(200,), activation=act, dtype="float64", seed=1)
+    opt = Adam(m.params, lr=1e-2)
+    m.params.grad[...] = np.nan
+    m.train_step(np.random.default_rng(0).random((1, 300)), opt)
+    grads = m.named_gradients()
+    big = [name for name, g in grads.items() if g.size >= 1 << 15]
+    assert big == ["encoder.0.W", "decoder.out.W"]
+    assert all(np.isnan(grads[name]).all() for name in big)
+    assert all(np.isfinite(g).all() for name, g in grads.items() if name not in big)
+    assert np.isfinite(m.params.data).all()
+    assert not any(hasattr(layer, "deferred") for layer in m.encoder.layers + m.decoder.layers)
+
+
+def test_train_step_with_sgd_is_loss_and_grad_then_step():
+    from npvae.core.model import VAEModel
+
+    a, b = (VAEModel(30, 3, hidden=(8,), dtype="float64", seed=2) for _ in range(2))
+    oa, ob = SGD(a.params, lr=0.1, momentum=0.9), SGD(b.params, lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(0)
+    for n in (1, 5):
+        x, noise = rng.random((n, 30)), rng.standard_normal((1, n, 3))
+        a.train_step(x, oa, noise=noise)
+        b.loss_and_grad(x, noise=noise)
+        ob.step()
+    np.testing.assert_array_equal(a.params.data, b.params.data)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_train_step_refuses_a_non_finite_loss_before_updating():
     from npvae.core.model import VAEModel

@@ -96,6 +96,18 @@ def test_manifold_orientation():
     assert mosaic[-1, 0] == 0.0 and mosaic[-1, -1] == 0.0  # bottom-right: z0 max, z1 min
     assert mosaic[-1, -W // 2 - 1] == 1.0
     assert ax.get_xlabel() == "z0" and ax.get_ylabel() == "z1"
+    # the tiles do not touch: a white (NaN) line between neighbours, none inside a tile
+    gap = np.isnan(np.ma.getdata(mosaic))
+    assert gap[H].all() and gap[:, W].all() and not gap[:H, :W].any()
+    assert mosaic.shape == (n * (H + 1) - 1, n * (W + 1) - 1)
+    centre = ax.images[0].get_extent()
+    assert centre[0] < -1.0 < 1.0 < centre[1]  # the corner tiles centred on the extent
+
+
+def test_loss_curves_say_their_unit():
+    fig = plot.loss_curves([{"epoch": 1, "train_loss": 3.0, "train_recon": 2.0,
+                             "train_kl": 1.0}])
+    assert [ax.get_ylabel() for ax in fig.axes] == ["nats per example"] * 3
 
 
 def test_latent_scatter_legend_vs_colorbar():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import npvae.training.trainer as train_mod
+from npvae.core.model import VAEModel
 from npvae.training.checkpoint import CheckpointError, load_checkpoint
 from npvae.training.estimator import VAE
 from npvae.training.trainer import Callback, TrainingDiverged, lr_factor
@@ -49,7 +50,7 @@ def test_same_seed_bit_identical(x):
 
 def test_resume_from_epoch_boundary_is_exact(tmp_path, x):
     kw = {**FIT, "binarize": "stochastic", "kl_warmup_epochs": 3, "validation_data": (x[:50],),
-          "early_stopping_patience": 10}
+          "early_stopping_patience": 10, "lr_schedule": None}  # a schedule would depend on epochs
     straight = model().fit(x, epochs=4, **kw)
     path = tmp_path / "run.npz"
     model().fit(x, epochs=2, checkpoint_path=path, **kw)
@@ -93,7 +94,8 @@ def test_signal_on_last_step_of_epoch(tmp_path, x):
     straight = model().fit(x, epochs=3, **FIT)
     path = tmp_path / "run.npz"
     m = model().fit(x, epochs=3, checkpoint_path=path, callbacks=[KillAt(5)], **FIT)
-    assert m.stop_reason_ == "interrupted" and m.history_[-1]["interrupted"] is True
+    # the epoch completed, so it is not marked interrupted (the run is)
+    assert m.stop_reason_ == "interrupted" and "interrupted" not in m.history_[-1]
     _, config, _ = load_checkpoint(path)
     assert config["training"]["epoch"] == 1 and config["training"]["step_in_epoch"] == 0
     assert "interrupted" not in config["history"][0]
@@ -111,10 +113,26 @@ def test_fit_in_a_worker_thread(x):
                                   .params.data)
 
 
+def test_callback_epochs_count_from_one_as_the_history_does(x):
+    seen = []
+
+    class Record(Callback):
+        def on_epoch_begin(self, trainer, epoch):
+            seen.append(("begin", epoch))
+
+        def on_epoch_end(self, trainer, epoch, record):
+            seen.append(("end", epoch, record["epoch"]))
+
+    m = model().fit(x, epochs=3, callbacks=[Record()], **FIT)
+    assert [r["epoch"] for r in m.history_] == [1, 2, 3]
+    assert seen == [("begin", 1), ("end", 1, 1), ("begin", 2), ("end", 2, 2), ("begin", 3),
+                    ("end", 3, 3)]
+
+
 def test_callback_stop_at_epoch_end_then_resume(tmp_path, x):
     class StopAfterEpoch(Callback):
         def on_epoch_end(self, trainer, epoch, record):
-            trainer.stop_training = epoch == 0
+            trainer.stop_training = epoch == 1
 
     straight = model().fit(x, epochs=3, **FIT)
     path = tmp_path / "run.npz"
@@ -128,14 +146,14 @@ def test_divergence_rolls_back_and_keeps_checkpoint(tmp_path, x, monkeypatch):
     path = tmp_path / "run.npz"
     m = model()
     calls = {"n": 0}
-    real = VAE.loss_and_grad
+    real = VAEModel.loss_and_grad  # a VAE's step runs on its core model
 
     def flaky(self, *args, **kw):
         loss, parts = real(self, *args, **kw)
         calls["n"] += 1
         return (float("nan") if calls["n"] == 8 else loss), parts
 
-    monkeypatch.setattr(VAE, "loss_and_grad", flaky)
+    monkeypatch.setattr(VAEModel, "loss_and_grad", flaky)
     seen = []
     cb = lambda model, rec: seen.append(model.params.data.copy())  # noqa: E731
     with pytest.raises(TrainingDiverged, match=r"epoch 2, step 8: the loss is nan"):
@@ -151,14 +169,14 @@ def test_divergence_rolls_back_and_keeps_checkpoint(tmp_path, x, monkeypatch):
 
 
 def test_nan_gradient_with_clipping_diverges(x, monkeypatch):
-    real = VAE.loss_and_grad
+    real = VAEModel.loss_and_grad  # a VAE's step runs on its core model
 
     def bad_grad(self, *args, **kw):
         out = real(self, *args, **kw)
         self.params.grad[0] = np.inf
         return out
 
-    monkeypatch.setattr(VAE, "loss_and_grad", bad_grad)
+    monkeypatch.setattr(VAEModel, "loss_and_grad", bad_grad)
     m = model()
     with pytest.raises(TrainingDiverged, match="gradient contains NaN"):
         m.fit(x, epochs=1, clip_norm=1.0, **FIT)
@@ -229,7 +247,8 @@ def test_resume_checks(tmp_path, x):
     other.write_bytes(path.read_bytes())
     with pytest.warns(UserWarning, match="different lr"):
         model().fit(x, epochs=2, checkpoint_path=other, resume=True, lr=0.1, **FIT)
-    model().fit(x, epochs=2, checkpoint_path=path, resume=True, **FIT)
+    with pytest.warns(UserWarning, match="epochs .the lr schedule depends on it"):  # cosine
+        model().fit(x, epochs=2, checkpoint_path=path, resume=True, **FIT)
     done = model().fit(x, epochs=2, checkpoint_path=path, resume=True, **FIT)
     assert len(done.history_) == 2  # already at epoch 2: nothing left to do
 
@@ -257,7 +276,8 @@ def test_fit_runs_train_step_the_step_the_benchmark_times(batch_size, monkeypatc
     monkeypatch.setattr(VAEModel, "train_step",
                         lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     kw = {"latent_dim": 3, "hidden": (128,), "seed": 3}  # 256 x 128 weights: fused at 1 row
-    fitted = VAE(**kw).fit(x, epochs=1, batch_size=batch_size, lr=1e-3, progress=False)
+    fitted = VAE(**kw).fit(x, epochs=1, batch_size=batch_size, lr=1e-3, lr_schedule=None,
+                           progress=False)
     assert len(calls) == -(-len(x) // batch_size)
     monkeypatch.setattr(VAEModel, "train_step", real)
 

@@ -16,6 +16,10 @@ from numba import njit  # noqa: E402
 from npvae.kernels import _numba
 from npvae.plumbing import ufunc_loop as _ufunc_loop  # noqa: E402
 
+if _numba._parts.tag.count("exp"):  # the kernels were compiled with the plain stand-in
+    pytest.skip("NumPy's exp loop is off (npvae.plumbing.capabilities())",
+                allow_module_level=True)
+
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 88.0, 89.0, -87.0, -104.0, -1e30, 1e30, 700.0, 710.0,
            -745.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40]
 

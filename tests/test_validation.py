@@ -35,8 +35,8 @@ def test_bad_hyper_parameters(kwargs, match):
 
 
 @pytest.mark.parametrize("x,match", [
-    (np.ones(4), r"pass a batch of shape \(n, 4\)"),
-    (np.ones((2, 5)), "5 features per row but the model expects 4"),
+    (np.ones(4), r"must be a batch of shape \(n, 4\). Reshape your data"),
+    (np.ones((2, 5)), "5 features, but VAEModel is expecting 4 features as input"),
     (np.ones((2, 2, 2)), "must be 2-D"),
     (np.ones((0, 4)), "is empty"),
     (np.array([[0.5, np.nan, 0, 1]]), r"1 NaN or inf values \(first at index \(0, 1\)\)"),

@@ -19,7 +19,8 @@ from npvae.cli.runs import CHECKPOINT, CONFIG, METRICS, CLIError
 
 __all__ = ["train", "sample", "reconstruct", "eval", "info"]
 
-_RUN_ONLY = ("out", "resume", "no_progress", "no_figures", "quiet", "func", "command")
+_RUN_ONLY = ("out", "resume", "no_progress", "no_figures", "quiet", "func", "command",
+             "download_timeout")
 
 
 def _say(args, msg):
@@ -52,9 +53,12 @@ def _train_options(args):
             if given.get("dataset") not in (None, "file"):
                 raise CLIError("pass either --dataset or --data FILE, not both")
             opts["dataset"] = "file"
-            if not os.path.isfile(opts["data"]):
+            if not os.path.exists(opts["data"]):
                 raise CLIError(f"no such data file: {opts['data']}; pass an existing .npy or "
                                ".npz file to --data")
+            if not os.path.isfile(opts["data"]):
+                raise CLIError(f"--data {opts['data']} is not a regular file (a folder, FIFO "
+                               "or device); pass a .npy or .npz file")
         return opts, None, False
     if args.out is not None:
         raise CLIError("--resume continues the run in its own folder; drop --out")
@@ -71,65 +75,87 @@ def _train_options(args):
     return {**TRAIN_DEFAULTS, **saved, **given}, run_dir, True
 
 
-def _prepare_run_dir(args, opts):
-    if args.out is None:
-        return runs.new_run_dir("runs", opts["dataset"])
-    out = args.out
-    if os.path.exists(os.path.join(out, CHECKPOINT)):
-        raise CLIError(f"{out} already holds a run; continue it with `npvae train --resume "
-                       f"{out}` or pass another --out")
+def _check_out(out):
+    if out is None:
+        return
+    if not out.strip():
+        raise CLIError("--out needs a folder name, got an empty string")
     if os.path.exists(out) and not os.path.isdir(out):
         raise CLIError(f"--out {out} is a file; pass a folder")
+
+
+def _prepare_run_dir(args, opts, stack):
+    """Create the run folder (or take the resumed one) and hold its lock in ``stack``."""
+    out = runs.new_run_dir("runs", opts["dataset"]) if args.out is None else args.out
     os.makedirs(out, exist_ok=True)
+    stack.enter_context(runs.run_lock(out))
+    if args.out is not None and os.path.exists(os.path.join(out, CHECKPOINT)):
+        raise CLIError(f"{out} already holds a run; continue it with `npvae train --resume "
+                       f"{out}` or pass another --out")
     return out
 
 
-def _build_model(opts, input_dim, cond_dim):
+def _build_model(opts, input_dim, cond_dim, rows):
+    from npvae.core.model import VAEModel
     from npvae.training.estimator import VAE
     try:
-        return VAE(input_dim=input_dim, latent_dim=opts["latent_dim"], hidden=opts["hidden"],
-                   activation=opts["activation"], likelihood=opts["likelihood"],
-                   beta=opts["beta"], n_samples=opts["samples"], free_bits=opts["free_bits"],
-                   cond_dim=cond_dim, seed=opts["seed"])
+        model = VAE(input_dim=input_dim, latent_dim=opts["latent_dim"], hidden=opts["hidden"],
+                    activation=opts["activation"], likelihood=opts["likelihood"],
+                    beta=opts["beta"], n_samples=opts["samples"], free_bits=opts["free_bits"],
+                    cond_dim=cond_dim, seed=opts["seed"])
+        core = VAEModel(**{**model.get_params(), "input_dim": None})  # validates, builds nothing
+        core.check_memory(input_dim)  # before the weights are built
+        core.check_memory(input_dim, min(opts["batch_size"], rows))
+        return model.build(input_dim)
     except (TypeError, ValueError) as exc:
         raise CLIError(" ".join(str(exc).split())) from exc
 
 
-def _dataset_info(ds, x_test, classes):
-    return {"name": ds.name, "n_train": len(ds.x_train), "n_test": len(x_test),
-            "n_features": int(ds.x_train.shape[1]),
-            "image_shape": list(ds.image_shape) if ds.image_shape else None,
-            "label_names": list(ds.label_names) if ds.label_names else None,
-            "has_labels": ds.y_train is not None,
-            "classes": classes[1] if classes else None}
-
-
 def train(args, callbacks=()):
+    with contextlib.ExitStack() as stack:  # holds the run folder's lock (rank 0's)
+        return _train(args, callbacks, stack)
+
+
+def _train(args, callbacks, stack):
+    from npvae.cli import parallel
+    from npvae.training.distributed import RanksDiverged
     from npvae.training.trainer import TrainingDiverged
 
-    opts, run_dir, resuming = _train_options(args)
+    _check_out(args.out)
+    dp = parallel.data_parallel("train")  # None unless started by mpiexec -n P, P > 1
+    root = dp is None or dp.is_root
+    if not root:  # rank 0 prints and writes for the whole job
+        args.quiet = args.no_figures = True
+    opts, run_dir, resuming = parallel.from_root(dp, lambda: _train_options(args))
+    if resuming and root:
+        stack.enter_context(runs.run_lock(run_dir))
     quiet, progress = args.quiet, not (args.quiet or args.no_progress)
     source = opts["data"] or opts["dataset"]
     _say(args, f"loading {source} ...")
-    ds, x_test = runs.load_data(opts, progress=progress)
+    data_opts = {**opts, "download_timeout": args.download_timeout}
+    ds, x_test = parallel.root_first(dp, lambda: runs.load_data(data_opts, progress=progress))
     classes = runs.class_info(ds) if opts["conditional"] else None
     cond = classes[0] if classes else 0
     y_train = runs.one_hot(ds.y_train, cond) if classes else None
     y_test = runs.one_hot(ds.y_test, cond) if classes else None
-    model = _build_model(opts, ds.x_train.shape[1], cond)
+    model = _build_model(opts, ds.x_train.shape[1], cond, len(ds.x_train))
     if run_dir is None:
-        run_dir = _prepare_run_dir(args, opts)
+        run_dir = parallel.from_root(dp, lambda: _prepare_run_dir(args, opts, stack))
     ckpt = os.path.join(run_dir, CHECKPOINT)
     config = {"command": "npvae train", "options": opts,
               "model": {**model.config(), "backend": model.backend},
-              "dataset": _dataset_info(ds, x_test, classes), "versions": runs.versions(),
+              "dataset": runs.dataset_info(ds, x_test, classes), "versions": runs.versions(),
+              "mpi_processes": 1 if dp is None else dp.size,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": None}
-    if resuming:  # config.json is rewritten once the resumed fit accepted the options
+    if resuming and root:  # config.json is rewritten once the resumed fit accepted the options
         config["created"] = runs.read_run_config(run_dir).get("created", config["created"])
-    else:
+    elif root:
         runs.write_json(os.path.join(run_dir, CONFIG), config)
     _say(args, f"training {model!r}\n  on {len(ds.x_train)} {ds.name} examples "
                f"({len(x_test)} for validation); run folder {run_dir}")
+    if dp is not None:
+        _say(args, f"  data-parallel on {dp.size} MPI processes: each takes 1/{dp.size} of "
+                   f"every batch of {opts['batch_size']}")
     t0 = time.perf_counter()
     status, error, trained = 0, None, []
     callbacks = [*callbacks, lambda m, rec: trained.append(rec["epoch"])]
@@ -143,11 +169,18 @@ def train(args, callbacks=()):
                       threads=opts["threads"],
                       binarize="stochastic" if opts["binarize"] == "stochastic" else None,
                       checkpoint_path=ckpt, resume=resuming, progress=progress,
-                      callbacks=callbacks)
+                      callbacks=callbacks, comm=dp)
     except TrainingDiverged as exc:
         status, error = 1, " ".join(str(exc).split())
+    except RanksDiverged as exc:  # raised on every rank alike
+        if root:
+            print(f"npvae train: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     except ValueError as exc:  # bad settings, or a checkpoint that does not fit them
         raise CLIError(" ".join(str(exc).split())) from exc
+    if not root:  # rank 0 writes the metrics, figures and config, and reports
+        interrupted = model.stop_reason_ == "interrupted"
+        return status or (128 + int(model.stop_signal_ or signal.SIGINT) if interrupted else 0)
     history = getattr(model, "history_", [])
     runs.write_metrics(os.path.join(run_dir, METRICS), history)
     stop = "diverged" if status else model.stop_reason_
@@ -183,10 +216,11 @@ def train(args, callbacks=()):
                 ds.y_test if ds.y_test is not None and ds.y_test.ndim == 1 else None,
                 image_shape=ds.image_shape, classes=classes, label_names=ds.label_names,
                 seed=opts["seed"])
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            runs.write_json(os.path.join(run_dir, CONFIG), config)
             print(f"interrupted while drawing the figures; the checkpoint {ckpt} is complete. "
                   f"Redraw them with: npvae train --resume {run_dir}", file=sys.stderr)
-            return 130
+            return 128 + getattr(exc, "signum", signal.SIGINT)
     config["result"]["figures"] = figs
     runs.write_json(os.path.join(run_dir, CONFIG), config)
     if quiet:
@@ -232,7 +266,7 @@ def _eval_data(args, model, run_cfg):
     else:
         raise CLIError(f"{args.checkpoint} has no {CONFIG} beside it to say which data it was "
                        "trained on; pass --dataset NAME or --data FILE")
-    ds, x_test = runs.load_data(opts)
+    ds, x_test = runs.load_data({**opts, "download_timeout": args.download_timeout})
     if x_test.shape[1] != model.input_dim:
         raise CLIError(f"the model expects {model.input_dim} values per example but "
                        f"{opts.get('data') or opts.get('dataset')} has {x_test.shape[1]}; pass "
@@ -262,6 +296,7 @@ def sample(args, callbacks=()):
     model, ckpt, run_cfg, _ = _load(args)
     names = _class_names(model, run_cfg)
     n, row_labels, ncols = args.n, None, None
+    model.check_sample_memory(n + model.cond_dim, mean=not args.draw)  # before y is built
     if args.label is not None:
         if not model.cond_dim:
             raise CLIError("--label needs a conditional model (trained with --conditional); "
@@ -315,9 +350,10 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
 
     model, ckpt, run_cfg, _ = _load(args)
     ds, x_test, y = _eval_data(args, model, run_cfg)
-    rng = np.random.default_rng(args.seed)
+    # by default the noise of training's validation, so the ELBO is the one train printed
+    rng = np.random.default_rng(metrics.EVAL_SEED if args.seed is None else args.seed)
     t0 = time.perf_counter()
-    recon, kl = metrics.elbo_terms(model, x_test, y, rng=rng)
+    recon, kl = metrics.elbo_terms(model, x_test, y, n_samples=model.n_samples, rng=rng)
     ll = model.log_likelihood(x_test, y, k=args.k, rng=rng)
     active, var = metrics.active_units(model, x_test, y)
     kl_dim = metrics.kl_per_dimension(model, x_test, y)
@@ -333,9 +369,10 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
     if args.json:
         print(json.dumps(res))
         return 0
+    noise = "validation's noise" if args.seed is None else f"noise of seed {args.seed}"
     print(f"test set       {ds.name}, {len(x_test)} examples ({ckpt})\n"
           f"ELBO           {res['elbo']:.3f} nats   (recon {res['recon']:.3f}, "
-          f"KL {res['kl']:.3f})\n"
+          f"KL {res['kl']:.3f}; {noise})\n"
           f"log p(x)       {res['log_likelihood']:.3f} nats   (IWAE estimate, k={args.k})\n"
           f"active units   {active} of {model.latent_dim}   (Var_x E[z_j|x] > 0.01)\n"
           f"KL per z_j     " + " ".join(f"{v:.2f}" for v in kl_dim))
@@ -381,6 +418,26 @@ def _posterior_inference(args, model, x, y, rng):
 
 
 # ----------------------------------------------------------------------------- info
+def _status(tr, hist, run_cfg):
+    """How the run stands: its stop reason when it finished (early stopping, divergence),
+    "completed" only when it trained every epoch it was asked for, else "interrupted"
+    (Ctrl-C, SIGTERM, a kill, or a callback, as config.json says)."""
+    if not tr:
+        return None
+    if tr.get("finished"):
+        return tr["finished"]
+    wanted = (tr.get("settings") or {}).get("epochs")
+    if tr.get("step_in_epoch") or (hist and hist[-1].get("interrupted")) \
+            or (wanted is not None and tr.get("epoch", 0) < wanted):
+        said = (run_cfg.get("result") or {}).get("stop_reason")
+        return said if said in ("callback", "interrupted") else "interrupted"
+    return "completed"
+
+
+def _num(v, spec):
+    return format(v, spec) if isinstance(v, (int, float)) else f"{'-':>{spec.split('.')[0]}}"
+
+
 def info(args, callbacks=()):
     model, ckpt, run_cfg, ck = _load(args)
     tr = ck.get("training") or {}
@@ -390,8 +447,7 @@ def info(args, callbacks=()):
                                         *model.encoder_hidden, f"2x{model.latent_dim}"])
     dec = " -> ".join(str(s) for s in [model.latent_dim + model.cond_dim,
                                         *model.decoder_hidden, model.input_dim])
-    finished = tr.get("finished") or ("interrupted" if hist and hist[-1].get("interrupted")
-                                      else ("completed" if tr else None))
+    finished = _status(tr, hist, run_cfg)
     res = {"checkpoint": ckpt, "size_bytes": os.path.getsize(ckpt),
            "parameters": int(model.params.data.size), "model": model.config(),
            "encoder": enc, "decoder": dec, "epochs_trained": len(done), "status": finished,
@@ -403,7 +459,7 @@ def info(args, callbacks=()):
         return 0
     c = model.config()
     lines = [f"checkpoint   {ckpt} ({res['size_bytes'] / 1e6:.1f} MB)",
-             f"model        VAE, latent dim {c['latent_dim']}, {c['likelihood']} likelihood, "
+             f"model        VAE, latent dim {c['latent_dim']}, {model.likelihood.name} likelihood, "
              f"{c['activation']}, beta {c['beta']:g}, L={c['n_samples']}, free bits "
              f"{c['free_bits']:g}, {c['dtype']}"
              + (f", conditional on {c['cond_dim']} classes" if c["cond_dim"] else ""),
@@ -412,15 +468,16 @@ def info(args, callbacks=()):
     ds = res["dataset"]
     if ds:
         shape = "x".join(map(str, ds["image_shape"])) if ds.get("image_shape") else \
-            f"{ds['n_features']} values"
-        lines.append(f"dataset      {ds['name']}: {ds['n_train']} train / {ds['n_test']} test, "
+            f"{ds.get('n_features')} values"
+        lines.append(f"dataset      {ds['name']}: {ds.get('n_train')} train / "
+                     f"{ds.get('n_test')} test, "
                      f"{shape}")
     s = tr.get("settings")
     if s:
-        lines.append(f"training     {len(done)} of {s['epochs']} epochs ({finished}), batch "
-                     f"{s['batch_size']}, {s['optimizer']} lr {s['lr']:g}, schedule "
-                     f"{s['lr_schedule'] or 'none'}, KL warm-up {s['kl_warmup_epochs']:g}, "
-                     f"seed {s['seed']}")
+        lines.append(f"training     {len(done)} of {s.get('epochs')} epochs ({finished}), batch "
+                     f"{s.get('batch_size')}, {s.get('optimizer')} lr {_num(s.get('lr'), 'g')}, "
+                     f"schedule {s.get('lr_schedule') or 'none'}, KL warm-up "
+                     f"{_num(s.get('kl_warmup_epochs'), 'g')}, seed {s.get('seed')}")
     if done:
         secs = sum(r.get("seconds", 0.0) for r in hist)
         lines.append(f"history      {'epoch':>5} {'train loss':>11} {'val ELBO':>10} "
@@ -429,10 +486,10 @@ def info(args, callbacks=()):
         for j, r in enumerate(pick):
             if len(done) > 8 and j == 3:
                 lines.append(f"{'':13}{'...':>5}")
-            v = r.get("val_recon")
-            val = (f"{-(v + r['val_kl']):10.3f} {v:10.3f} {r['val_kl']:8.3f}" if v is not None
+            v, k = r.get("val_recon"), r.get("val_kl")
+            val = (f"{-(v + k):10.3f} {v:10.3f} {k:8.3f}" if v is not None and k is not None
                    else f"{'-':>10} {'-':>10} {'-':>8}")
-            lines.append(f"{'':13}{r['epoch']:5d} {r['train_loss']:11.3f} {val}")
+            lines.append(f"{'':13}{r['epoch']:5d} {_num(r.get('train_loss'), '11.3f')} {val}")
     opts = res["options"]
     if opts:
         lines.append("options      " + " ".join(

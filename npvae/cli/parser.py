@@ -13,35 +13,31 @@ from __future__ import annotations
 
 import argparse
 
+from npvae.core import activations as _activations
+from npvae.core import likelihoods as _likelihoods
+from npvae.training.trainer import FIT_DEFAULTS  # VAE.fit's: the two share one set
+
 __all__ = ["build_parser", "TRAIN_DEFAULTS", "parse_hidden"]
 
 # Defaults of the options that define a run. The parser's defaults are None, so that the
 # options given on the command line can be told apart (they override a resumed run's).
 TRAIN_DEFAULTS = {
-    "dataset": "sprites", "data": None, "n_train": None, "n_test": None, "epochs": 24,
-    "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine", "beta": 1.0, "kl_warmup": 0.0,
+    "dataset": "sprites", "data": None, "n_train": None, "n_test": None, **FIT_DEFAULTS,
+    "beta": 1.0, "kl_warmup": 0.0,
     "free_bits": 0.0, "samples": 1, "latent_dim": 10, "hidden": [512],
     "activation": "relu", "likelihood": "bernoulli", "early_stopping": None,
     "clip_norm": None, "seed": 0, "threads": None, "binarize": "none", "scale": "auto",
     "cache_dir": None, "conditional": False,
 }
 DATASETS = ("sprites", "digits", "mnist", "fashion-mnist")
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "identity")
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-scalar", "gaussian-diag")
+ACTIVATIONS = tuple(_activations.ACTIVATIONS)  # the registries: a new class is a new choice
+LIKELIHOODS = tuple(_likelihoods.LIKELIHOODS)
 
-_DESCRIPTION = """\
-Variational autoencoders in NumPy with hand-written gradients.
-
-commands:
-  train        train a VAE and write a run folder (checkpoint, metrics, figures)
-  sample       draw new images from a trained model: z ~ N(0, I), decode
-  reconstruct  encode and decode test images, originals beside reconstructions
-  eval         test ELBO, importance-weighted log-likelihood, active units;
-               --ais adds AIS log p(x), the per-example optimum q* and the two gaps
-  info         architecture, parameter count, training history of a checkpoint
-
-Start with `npvae train` (sprites, about 1.5 minutes on 2 cores), then
-`npvae sample runs/<run>` and `npvae eval runs/<run>`."""
+_DESCRIPTION = "Variational autoencoders in NumPy with hand-written gradients."
+_EPILOG = """\
+Start with `npvae train` (the built-in sprites, no download), then
+`npvae sample runs/<run>` and `npvae eval runs/<run>`; `npvae COMMAND --help` for a
+command's options."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +59,16 @@ def parse_hidden(text):
             f"expected comma-separated positive layer sizes like 512,256 (or none), "
             f"got {text!r}")
     return sizes
+
+
+def _dataset(text):
+    """A dataset name as Python's load_dataset takes it: any case, aliases such as fashion."""
+    from npvae.datasets import dataset_name
+
+    try:
+        return dataset_name(text)
+    except ValueError:
+        return text  # argparse then lists the choices
 
 
 def _int(minimum):
@@ -94,10 +100,10 @@ def _add_data_options(p, *, train):
     d = TRAIN_DEFAULTS
     g = p.add_argument_group("data")
     run = "" if train else "the run's dataset, else "
-    g.add_argument("--dataset", choices=DATASETS, type=str.lower, help=(
+    g.add_argument("--dataset", choices=DATASETS, type=_dataset, help=(
         f"built-in dataset (default: {run}sprites). sprites: 32x32 binary shapes (square, "
         "ellipse, heart) generated on the spot; digits: scikit-learn's 8x8 digits; mnist, "
-        "fashion-mnist: 28x28, downloaded once to the cache"))
+        "fashion-mnist (or fashion): 28x28, downloaded once to the cache"))
     g.add_argument("--data", metavar="FILE", help=(
         "your own .npy (images or rows) or .npz file (data as 'x', optional integer labels "
         "as 'y'); 10%% of the rows are held out as the test set"))
@@ -115,22 +121,31 @@ def _add_data_options(p, *, train):
     g.add_argument("--cache-dir", metavar="DIR", help=(
         "download cache for mnist/fashion-mnist (default: $NPVAE_DATA_DIR, else "
         "~/.cache/npvae)"))
+    g.add_argument("--download-timeout", type=_float(0, strict=True), metavar="SECONDS",
+                   help=("mnist/fashion-mnist downloads give up when the server sends nothing "
+                         "for SECONDS, or when one file takes 10x SECONDS in all "
+                         "(default: 60)"))
 
 
 def build_parser():
     d = TRAIN_DEFAULTS
-    parser = _Parser(prog="npvae", description=_DESCRIPTION,
+    parser = _Parser(prog="npvae", description=_DESCRIPTION, epilog=_EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     from npvae import __version__
     parser.add_argument("--version", action="version", version=f"npvae {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                parser_class=_Parser)
+    parser.commands = sub.choices  # name -> its parser, for errors that point to its --help
 
-    t = sub.add_parser("train", help="train a VAE and write a run folder", description=(
+    t = sub.add_parser("train", help=(
+        "train a VAE and write a run folder (checkpoint, metrics, figures)"), description=(
         "Train a VAE by maximising the ELBO, E_q[log p(x|z)] - beta * KL(q(z|x) || N(0, I)), "
         "with Adam on minibatches. Writes a run folder: checkpoint.npz, config.json, "
         "metrics.jsonl (one line per epoch) and figures (loss curves, reconstructions, "
         "samples, latent traversals; for a 2-D latent space the latent map and the decoded "
-        "manifold). Ctrl-C saves a checkpoint; `npvae train --resume RUN_DIR` continues it."),
+        "manifold). Ctrl-C saves a checkpoint; `npvae train --resume RUN_DIR` continues it. "
+        "Started by `mpiexec -n P` (pip install 'npvae[mpi]'), the P processes train "
+        "data-parallel and rank 0 writes the run folder."),
         epilog="example: npvae train --dataset digits --latent-dim 2 --epochs 50")
     _add_data_options(t, train=True)
     g = t.add_argument_group("model")
@@ -161,8 +176,9 @@ def build_parser():
     g.add_argument("--epochs", type=_int(1), help=(
         f"passes over the training set; with --resume, the total to reach "
         f"(default: {d['epochs']})"))
-    g.add_argument("--batch-size", type=_int(1), metavar="N",
-                   help=f"examples per gradient step (default: {d['batch_size']})")
+    g.add_argument("--batch-size", type=_int(1), metavar="N", help=(
+        f"examples per gradient step; under mpiexec the global batch, split over the "
+        f"processes (default: {d['batch_size']})"))
     g.add_argument("--lr", type=_float(0, strict=True),
                    help=f"Adam learning rate (default: {d['lr']:g})")
     g.add_argument("--lr-schedule", choices=("none", "cosine", "step", "exponential"), help=(
@@ -178,8 +194,9 @@ def build_parser():
     g.add_argument("--seed", type=_int(0), help=(
         "seeds weights, shuffling and noise; the same seed repeats a run bit for bit "
         "(default: 0; the data split never depends on it)"))
-    g.add_argument("--threads", type=_int(1), metavar="N",
-                   help="cap BLAS and Numba threads (default: leave as they are)")
+    g.add_argument("--threads", type=_int(1), metavar="N", help=(
+        "cap BLAS and Numba threads (default: leave as they are; under mpiexec: the "
+        "node's CPUs divided by its processes)"))
     g = t.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help=(
         "run folder to create (default: runs/<dataset>-<date>-<time>, never reused)"))
@@ -197,7 +214,8 @@ def build_parser():
         p.add_argument("checkpoint", metavar="CHECKPOINT",
                        help="a run folder written by `npvae train`, or a .npz checkpoint")
 
-    s = sub.add_parser("sample", help="generate images from a trained model", description=(
+    s = sub.add_parser("sample", help=(
+        "draw new images from a trained model: z ~ N(0, I), decode"), description=(
         "Draw z ~ N(0, I) and decode it. Shows the mean of p(x|z) (pixel probabilities for "
         "Bernoulli) unless --draw. Writes a PNG grid (default samples.png) and/or a .npy."))
     ckpt_arg(s)
@@ -213,7 +231,8 @@ def build_parser():
                    help="draw x ~ p(x|z) instead of showing its mean")
     s.set_defaults(func="sample")
 
-    r = sub.add_parser("reconstruct", help="show test images beside their reconstructions",
+    r = sub.add_parser("reconstruct", help=(
+        "encode and decode test images, originals beside reconstructions"),
                        description="Encode test images to the posterior mean of q(z|x) and "
                        "decode it; writes originals above reconstructions as a PNG.")
     ckpt_arg(r)
@@ -223,7 +242,8 @@ def build_parser():
                    help="PNG to write (default: reconstructions.png)")
     r.set_defaults(func="reconstruct")
 
-    e = sub.add_parser("eval", help="test ELBO, IWAE log-likelihood, active units",
+    e = sub.add_parser("eval", help=(
+        "test ELBO, importance-weighted log-likelihood, active units; --ais: AIS, q*, gaps"),
                        description="Evaluate a model on the test split: the ELBO and its "
                        "parts (reconstruction -E_q[log p(x|z)] and KL), the importance-"
                        "weighted estimate of log p(x) with k samples (a tighter lower bound), "
@@ -234,7 +254,9 @@ def build_parser():
     e.add_argument("-k", type=_int(1), default=100, help=(
         "importance samples per example for log p(x); more is tighter and slower "
         "(default: 100)"))
-    e.add_argument("--seed", type=_int(0), default=0, help="seed of the noise (default: 0)")
+    e.add_argument("--seed", type=_int(0), help=(
+        "seed of the noise (default: the fixed evaluation seed that training's validation "
+        "uses, so that on the run's test split the ELBO is the one `npvae train` printed)"))
     e.add_argument("--json", action="store_true", help="print one JSON object")
     g = e.add_argument_group(
         "posterior inference beyond the encoder (slower)",
@@ -253,7 +275,8 @@ def build_parser():
         "test examples for AIS and q* (default: 100; 0: all)"))
     e.set_defaults(func="eval")
 
-    i = sub.add_parser("info", help="describe a checkpoint",
+    i = sub.add_parser("info", help=(
+        "architecture, parameter count, training history of a checkpoint"),
                        description="Architecture, parameter count, dataset, options and "
                        "training history of a checkpoint.")
     ckpt_arg(i)

@@ -9,6 +9,7 @@ as :class:`CLIError` with a message that names the problem and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -19,10 +20,13 @@ import time
 import numpy as np
 
 __all__ = ["CLIError", "CHECKPOINT", "CONFIG", "METRICS", "new_run_dir", "resolve_checkpoint",
+           "run_lock", "remove_stale_temporaries", "one_line", "describe_os_error",
            "read_run_config", "load_model", "load_data", "one_hot", "write_json",
            "write_metrics", "make_figures", "versions", "final_elbo", "image_shape_for"]
 
 CHECKPOINT, CONFIG, METRICS = "checkpoint.npz", "config.json", "metrics.jsonl"
+MAX_CONFIG_BYTES = 16 << 20  # a run's config.json is a few KB
+MAX_CLASSES = 10_000  # one-hot columns --conditional may build
 DATA_SEED = 0  # the data draw and split never depend on --seed, so runs compare on one test set
 
 
@@ -45,6 +49,56 @@ def new_run_dir(root, dataset):
     raise CLIError(f"could not create a new run folder in {root}; pass --out DIR")
 
 
+def dataset_info(ds, x_test, classes):
+    """What a run's config.json says about its data."""
+    return {"name": ds.name, "n_train": len(ds.x_train), "n_test": len(x_test),
+            "n_features": int(ds.x_train.shape[1]),
+            "image_shape": list(ds.image_shape) if ds.image_shape else None,
+            "label_names": list(ds.label_names) if ds.label_names else None,
+            "has_labels": ds.y_train is not None,
+            "classes": classes[1] if classes else None}
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Hold an exclusive lock on a run folder for the block (``fcntl.flock`` on the folder
+    itself, so no file is added; the kernel drops it when the process dies, even by
+    SIGKILL), then remove the temporary files a killed writer left behind. A second
+    ``npvae train`` on the same folder gets a CLIError instead of silently overwriting the
+    first one's results."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CLIError(f"another `npvae train` is writing to {run_dir}; wait for it to "
+                           "finish or pass another --out") from None
+        remove_stale_temporaries(run_dir)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_temporaries(run_dir):
+    """Delete the temporary files of interrupted writes (``.checkpoint.npz.*.tmp``,
+    ``config.json.tmp<pid>``, ...); call only while holding :func:`run_lock`."""
+    names = (CHECKPOINT, CONFIG, METRICS)
+    for name in os.listdir(run_dir):
+        stale = (name.startswith(f".{CHECKPOINT}.") and name.endswith(".tmp")) or any(
+            name.startswith(f"{n}.tmp") for n in names)
+        if stale:
+            try:
+                os.unlink(os.path.join(run_dir, name))
+            except OSError:
+                pass
+
+
 def resolve_checkpoint(arg):
     """``(checkpoint_path, run_dir or None)`` for a run folder or a ``.npz`` path."""
     path = os.fspath(arg)
@@ -62,19 +116,34 @@ def resolve_checkpoint(arg):
 
 
 def read_run_config(run_dir):
-    """The ``config.json`` of a run folder as a dict ({} when there is none)."""
+    """The ``config.json`` of a run folder as a dict ({} when there is none), its known
+    sections checked for type (see :mod:`npvae.cli.runconfig`)."""
+    from npvae.cli.runconfig import check_run_config
+    from npvae.core.safe_npz import UnsafeFileError, open_regular
+
     if run_dir is None:
         return {}
     path = os.path.join(run_dir, CONFIG)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return {}
+    fix = "delete it (the checkpoint still works) and pass --dataset/--data explicitly"
     try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"{path} is damaged ({exc}); delete it (the checkpoint still works) "
-                       "and pass --dataset/--data explicitly") from exc
-    return cfg if isinstance(cfg, dict) else {}
+        with open_regular(path) as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ValueError(f"larger than {MAX_CONFIG_BYTES} bytes")
+        cfg = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise CLIError(f"{path} is damaged (nested too deeply); {fix}") from None
+    except (OSError, ValueError) as exc:  # UnsafeFileError and UnicodeError are ValueErrors
+        what = one_line(exc) if not isinstance(exc, UnsafeFileError) else "not a regular file"
+        raise CLIError(f"{path} is damaged ({what}); {fix}") from None
+    if not isinstance(cfg, dict):
+        raise CLIError(f"{path} is damaged (not a JSON object); {fix}")
+    problem = check_run_config(cfg)
+    if problem:
+        raise CLIError(f"{path} is damaged ({problem}); {fix}")
+    return cfg
 
 
 def load_model(ckpt):
@@ -87,7 +156,7 @@ def load_model(ckpt):
         model = VAE.load(ckpt)  # the best epoch's weights, as fit leaves them
         _, config, _ = load_checkpoint(ckpt)
     except CheckpointError as exc:
-        raise CLIError(f"{_one_line(exc)}; the checkpoint is unusable: point to another one "
+        raise CLIError(f"{one_line(exc)}; the checkpoint is unusable: point to another one "
                        "or train again") from exc
     except OSError as exc:
         raise CLIError(f"cannot read {ckpt}: {exc.strerror or exc}") from exc
@@ -120,8 +189,28 @@ def _json_default(o):
     return str(o)
 
 
-def _one_line(exc):
-    return " ".join(str(exc).split())
+def one_line(exc):
+    """An exception's message on one line (and not endless: a file may put megabytes in it)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def describe_os_error(exc):
+    """One line for an OSError: the file, the reason and what to do."""
+    import errno
+
+    where = exc.filename if exc.filename is not None else ""
+    reason = exc.strerror or one_line(exc) or type(exc).__name__
+    hint = {errno.ENOSPC: "free some disk space or pass another --out (a checkpoint "
+                          "already written is intact)",
+            errno.EDQUOT: "free some disk space (a checkpoint already written is intact)",
+            errno.EACCES: "pass a folder you can write to",
+            errno.EPERM: "pass a folder you can write to",
+            errno.EROFS: "the file system is read-only; pass another folder",
+            errno.ENOENT: "check the path (its folder must exist)",
+            errno.ENOTDIR: "a part of the path is a file, not a folder",
+            errno.EISDIR: "pass a file, not a folder"}.get(exc.errno, "check the path")
+    return f"{where}: {reason}; {hint}" if where else f"{reason}; {hint}"
 
 
 def versions():
@@ -171,17 +260,18 @@ def load_data(opts, *, progress=True):
                 raise CLIError("--scale applies to --data files only; the built-in datasets "
                                "are already scaled to [0, 1]")
             ds = load_dataset(name, seed=DATA_SEED, cache_dir=opts.get("cache_dir"),
-                              n_train=n_train, n_test=n_test, progress=progress)
+                              n_train=n_train, n_test=n_test, progress=progress,
+                              timeout=opts.get("download_timeout") or 60.0)
     except FileNotFoundError as exc:
         raise CLIError(f"no such data file: {exc.filename or data}; pass an existing .npy "
                        "or .npz file to --data") from exc
     except DownloadError as exc:
-        raise CLIError(f"{_one_line(exc)} (the command line's cache folder is --cache-dir "
+        raise CLIError(f"{one_line(exc)} (the command line's cache folder is --cache-dir "
                        "or $NPVAE_DATA_DIR)") from exc
     except ImportError as exc:
-        raise CLIError(_one_line(exc)) from exc
+        raise CLIError(one_line(exc)) from exc
     except (ValueError, TypeError) as exc:
-        raise CLIError(_one_line(exc)) from exc
+        raise CLIError(one_line(exc)) from exc
     if len(ds.x_test) == 0:
         raise CLIError(f"the {ds.name} test split is empty; pass --n-test N with N >= 1")
     binarize = opts.get("binarize") or "none"
@@ -190,14 +280,20 @@ def load_data(opts, *, progress=True):
         ds.x_train = binarize_array(ds.x_train, "threshold")
         x_test = binarize_array(x_test, "threshold")
     elif binarize == "stochastic":
+        for part, x in (("training", ds.x_train), ("test", x_test)):
+            if x.min() < 0 or x.max() > 1:
+                raise CLIError(f"--binarize stochastic draws Bernoulli(x) and needs values in "
+                               f"[0, 1], but the {part} data spans [{x.min():g}, {x.max():g}]; "
+                               "pass --scale auto, minmax or the maximum value instead of "
+                               "--scale none")
         x_test = binarize_array(x_test, "stochastic",
                                 rng=np.random.default_rng([DATA_SEED, 0xB1]))
     return ds, x_test
 
 
 def _load_file(path, scale, n_train, n_test):
-    """Like ``load_dataset("file", data=path)``, with a choice of ``scale``."""
-    from npvae.datasets import Dataset, load_array_file, prepare
+    """``load_dataset("file", data=path)`` with the run's seed, ``--scale`` and sizes."""
+    from npvae.datasets import load_dataset
 
     if isinstance(scale, str) and scale not in ("auto", "none", "minmax"):
         try:
@@ -205,22 +301,11 @@ def _load_file(path, scale, n_train, n_test):
         except ValueError:
             raise CLIError(f"--scale must be auto, none, minmax or a number (the data's "
                            f"maximum, e.g. 255), got {scale!r}") from None
-    arrays = load_array_file(path)
-    x = prepare(arrays.x, scale=scale)
-    n = len(x)
-    n_test = int(round(0.1 * n)) if n_test is None else n_test
-    n_train = n - n_test if n_train is None else n_train
-    if n_train + n_test > n or n_train < 1 or n_test < 1:
-        raise CLIError(f"{path} has {n} rows, too few for {n_train} training and {n_test} "
-                       "test rows; pass smaller --n-train/--n-test")
-    perm = np.random.default_rng(DATA_SEED).permutation(n)
-    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:n_test + n_train])
-    y = arrays.y
-    if y is not None and y.dtype.kind in "biu":
-        y = y.astype(np.int64)
-    return Dataset(name="file", x_train=x[train], y_train=None if y is None else y[train],
-                   x_test=x[test], y_test=None if y is None else y[test],
-                   image_shape=arrays.image_shape)
+    ds = load_dataset("file", data=path, seed=DATA_SEED, n_train=n_train, n_test=n_test,
+                      scale=scale)
+    if len(ds.x_train) < 1:
+        raise CLIError(f"{path} leaves no training rows; pass a smaller --n-test")
+    return ds
 
 
 def class_info(ds):
@@ -236,6 +321,11 @@ def class_info(ds):
     if lo < 0:
         raise CLIError("--conditional needs class labels 0, 1, ..., K-1; found a negative one")
     n = int(max(y.max(), ds.y_test.max() if ds.y_test is not None else 0)) + 1
+    if n > MAX_CLASSES or n > len(y) + (0 if ds.y_test is None else len(ds.y_test)):
+        raise CLIError(f"--conditional one-hot encodes the labels 0..K-1, and the labels go up "
+                       f"to {n - 1}: that would be {n} columns for {len(y)} training rows "
+                       f"(at most {MAX_CLASSES}, and not more than the rows); re-number the "
+                       "classes 0..K-1, e.g. y = np.unique(y, return_inverse=True)[1]")
     names = list(ds.label_names) if ds.label_names and len(ds.label_names) >= n \
         else [str(i) for i in range(n)]
     return n, names

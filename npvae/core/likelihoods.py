@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from npvae.core import checks as chk
 from npvae.kernels import get_kernels
 
 __all__ = [
@@ -27,12 +28,28 @@ __all__ = [
 ]
 
 LOG_2PI = float(np.log(2 * np.pi))
+LIKELIHOODS = {}  # name -> class; a subclass that sets ``name`` registers itself
 
 
 class Likelihood:
-    """Base class; see the module docstring for the interface."""
+    """Base class; see the module docstring for the interface. A subclass that sets
+    ``name`` is registered in :data:`LIKELIHOODS` (the CLI's choices and the test cases
+    are read from there)."""
 
     name = ""
+    # the constructor's keyword arguments (which config() returns), each with the check a
+    # value read from a file must pass (npvae.training.schema)
+    options = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # an abstract helper class: not registered
+            return
+        taken = LIKELIHOODS.get(cls.name)
+        if taken is not None and taken.__qualname__ != cls.__qualname__:
+            raise TypeError(f"likelihood {cls.__name__}: the name {cls.name!r} is taken by "
+                            f"{taken.__name__}")
+        LIKELIHOODS[cls.name] = cls
 
     def param_shapes(self, dim):
         """Names and shapes of learned parameters of the likelihood (none by default)."""
@@ -48,8 +65,14 @@ class Likelihood:
         pass
 
     def config(self):
-        """JSON-serialisable arguments that rebuild this likelihood."""
+        """JSON-serialisable constructor arguments that rebuild this likelihood (one per
+        name in :attr:`options`)."""
         return {}
+
+    def spec(self):
+        """``{"name": ..., **config()}``: what a checkpoint stores, and what
+        :func:`get_likelihood` rebuilds the likelihood from."""
+        return {"name": self.name, **self.config()}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -106,6 +129,8 @@ class _Gaussian(Likelihood):
         -\log p(x|m) = \tfrac12(\log 2\pi + v + (x - m)^2 e^{-v}), \quad
         \partial_m = (m - x) e^{-v}, \quad \partial_v = \tfrac12 (1 - (x - m)^2 e^{-v})
     """
+
+    options = {"variance": chk.positive_float}
 
     def __init__(self, variance=1.0):
         variance = float(variance)
@@ -177,17 +202,28 @@ class GaussianDiagonal(GaussianScalar):
         return {"likelihood.logvar": (int(dim),)}
 
 
-LIKELIHOODS = {c.name: c for c in (Bernoulli, GaussianFixed, GaussianScalar, GaussianDiagonal)}
-
-
-def get_likelihood(spec, **kwargs):
+def get_likelihood(spec, defaults=None, **options):
     """Return a :class:`Likelihood` from a name (``"bernoulli"``, ``"gaussian"``,
-    ``"gaussian-scalar"``, ``"gaussian-diag"``) or an instance."""
+    ``"gaussian-scalar"``, ``"gaussian-diag"``) with constructor ``options``, a spec as
+    :meth:`Likelihood.spec` writes it (``{"name": "gaussian", "variance": 0.5}``) or an
+    instance.
+
+    ``defaults`` are options given to the likelihoods that take them (in their ``options``)
+    and left out for the others: ``VAEModel(variance=...)`` passes its ``variance`` so."""
     if isinstance(spec, Likelihood):
         return spec
-    if isinstance(spec, str) and spec.lower() in LIKELIHOODS:
-        return LIKELIHOODS[spec.lower()](**kwargs)
-    raise ValueError(
-        f"unknown likelihood {spec!r}; choose one of {', '.join(LIKELIHOODS)} "
-        "or pass an npvae.core.likelihoods.Likelihood instance"
-    )
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        spec, options = spec["name"], {**{k: v for k, v in spec.items() if k != "name"},
+                                       **options}
+    cls = LIKELIHOODS.get(spec.lower()) if isinstance(spec, str) else None
+    if cls is None:
+        raise ValueError(
+            f"unknown likelihood {spec!r}; choose one of {', '.join(LIKELIHOODS)} "
+            "or pass an npvae.core.likelihoods.Likelihood instance"
+        )
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        raise ValueError(f"likelihood {cls.name!r} takes no {', '.join(unknown)} (its options: "
+                         f"{', '.join(cls.options) or 'none'})")
+    kept = {k: v for k, v in (defaults or {}).items() if k in cls.options}
+    return cls(**{**kept, **options})

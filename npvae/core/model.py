@@ -19,10 +19,12 @@ into the one flat buffer ``model.params.grad``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 import numpy as np
 
 from npvae.core import checks as chk
+from npvae.core import memory, workspace
 from npvae.core.layers import MLP
 from npvae.core.likelihoods import get_likelihood
 from npvae.core.params import ParamBuffer
@@ -52,11 +54,13 @@ class VAEModel:
         Override ``hidden`` for one network.
     activation : str or Activation, default "relu"
         Hidden-layer activation.
-    likelihood : str or Likelihood, default "bernoulli"
+    likelihood : str, dict or Likelihood, default "bernoulli"
         ``"bernoulli"`` (decoder emits logits), ``"gaussian"`` (fixed variance),
-        ``"gaussian-scalar"`` or ``"gaussian-diag"`` (learned variance).
+        ``"gaussian-scalar"`` or ``"gaussian-diag"`` (learned variance); or a spec with its
+        options, ``{"name": "gaussian", "variance": 0.5}``, as :meth:`config` writes it.
     variance : float, default 1.0
-        Fixed (or initial) variance of a Gaussian likelihood.
+        Fixed (or initial) variance of a Gaussian likelihood given by name (a spec's or an
+        instance's own value wins).
     beta : float, default 1.0
         Weight of the KL term (beta-VAE).
     n_samples : int, default 1
@@ -86,22 +90,15 @@ class VAEModel:
             tuple(reversed(self.hidden)) if decoder_hidden is None else decoder_hidden,
             "decoder_hidden")
         self.activation = activation
-        if isinstance(likelihood, str):
-            self.likelihood = get_likelihood(
-                likelihood, **({} if likelihood.lower() == "bernoulli" else {"variance": variance}))
-        else:
-            self.likelihood = get_likelihood(likelihood)
+        self.variance = variance = chk.positive_float(variance, "variance")  # even unused
+        self.likelihood = get_likelihood(likelihood, defaults={"variance": variance})
         self.beta = chk.nonnegative_float(beta, "beta")
         self.n_samples = chk.positive_int(n_samples, "n_samples")
         self.free_bits = chk.nonnegative_float(free_bits, "free_bits")
         self.cond_dim = chk.positive_int(cond_dim, "cond_dim", minimum=0)
         self.dtype = chk.float_dtype(dtype)
-        if init not in ("auto", "he", "glorot"):
-            raise ValueError(f"init must be 'auto', 'he' or 'glorot', got {init!r}")
-        self.init = init
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.init = chk.choice(init, "init", ("auto", "he", "glorot"))
+        self.seed = chk.seed(seed)
         self.kernels = get_kernels(backend)
         self.backend = self.kernels.name
         self.input_dim = None
@@ -111,25 +108,18 @@ class VAEModel:
 
     @staticmethod
     def _sizes(sizes, argname):
-        if isinstance(sizes, (int, np.integer)):
-            sizes = (sizes,)
-        sizes = tuple(sizes)
-        for s in sizes:
-            chk.positive_int(s, f"every entry of {argname}")
-        return tuple(int(s) for s in sizes)
+        return chk.layer_sizes(sizes, argname)
 
     # ------------------------------------------------------------------------ building
     def build(self, input_dim):
         """Create the networks and the parameter buffer for data of dimension ``input_dim``,
         and initialise the weights from ``seed``."""
         d, z, c = int(input_dim), self.latent_dim, self.cond_dim
+        self.check_memory(d)
+        shapes = self.param_shapes(d)
         self.input_dim = d
         self.encoder = MLP([d + c, *self.encoder_hidden, 2 * z], self.activation, name="encoder")
         self.decoder = MLP([z + c, *self.decoder_hidden, d], self.activation, name="decoder")
-        shapes = OrderedDict()
-        shapes.update(self.encoder.param_shapes())
-        shapes.update(self.decoder.param_shapes())
-        shapes.update(self.likelihood.param_shapes(d))
         self.params = ParamBuffer(shapes, self.dtype)
         for part in (self.encoder, self.decoder, self.likelihood):
             part.bind(self.params)
@@ -138,8 +128,54 @@ class VAEModel:
         self.decoder.initialize(init_rng, self.init)
         self.likelihood.initialize()
         self.rng = np.random.default_rng([self.seed, 1])  # the model's own noise stream
-        self._workspaces = OrderedDict()
+        self._workspaces = workspace.Workspaces(partial(workspace.buffers, self),
+                                                _MAX_WORKSPACES)
         return self
+
+    def param_shapes(self, input_dim):
+        """Ordered names and shapes of the parameters for ``input_dim`` features, as
+        :meth:`build` lays them out (nothing is allocated)."""
+        d, z, c = int(input_dim), self.latent_dim, self.cond_dim
+        shapes = OrderedDict()
+        shapes.update(MLP([d + c, *self.encoder_hidden, 2 * z], self.activation,
+                          name="encoder").param_shapes())
+        shapes.update(MLP([z + c, *self.decoder_hidden, d], self.activation,
+                          name="decoder").param_shapes())
+        shapes.update(self.likelihood.param_shapes(d))
+        return shapes
+
+    def check_memory(self, input_dim, batch_size=None):
+        """Raise :class:`~npvae.core.memory.MemoryBudgetError` (a ValueError) if the model for
+        ``input_dim`` features (and, with ``batch_size``, its training) would not fit in memory;
+        checked before anything is allocated."""
+        args = (input_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
+                self.cond_dim, self.dtype.itemsize)
+        what = (f"a VAE with input_dim={input_dim}, latent_dim={self.latent_dim}, "
+                f"encoder_hidden={self.encoder_hidden}, decoder_hidden={self.decoder_hidden}")
+        if batch_size is None:
+            memory.check_memory(memory.model_bytes(*args), what,
+                                "use smaller hidden layers or a smaller latent_dim")
+        else:
+            memory.check_memory(memory.training_bytes(*args, batch_size, self.n_samples),
+                                f"training {what} with batch_size={batch_size} and "
+                                f"n_samples={self.n_samples}",
+                                "use a smaller batch_size, fewer samples, or smaller layers")
+
+    def __getstate__(self):
+        # pickle/deepcopy: the kernels (Numba dispatchers, the BLAS pool's ctypes handles)
+        # are looked up again by backend name on unpickling; workspaces are not kept
+        state = self.__dict__.copy()
+        state.pop("kernels", None)
+        state.pop("_workspaces", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.kernels = get_kernels(self.backend)
+        self._workspaces = workspace.Workspaces(partial(workspace.buffers, self),
+                                                _MAX_WORKSPACES)
+        if self.params is not None:  # a learned variance is a view into the buffer too
+            self.likelihood.bind(self.params)
 
     def _require_built(self):
         if self.params is None:
@@ -163,11 +199,23 @@ class VAEModel:
         return self.params.named_grads()
 
     # ---------------------------------------------------------------------- validation
+    def check_input(self, x, y=None, *, x_name="x", y_name="y"):
+        """Validate a batch for this (built) model and return it as ``(x, y)``.
+
+        ``x`` must be (N, input_dim), finite and in the likelihood's support; ``y`` must be
+        given exactly when the model is conditional, as (N, cond_dim). Both come back as
+        arrays of the model's dtype (``y`` None for an unconditional model). The names
+        appear in the error messages. Raises RuntimeError if the model is not built yet.
+        """
+        self._require_built()
+        x = self._check_x(x, x_name)
+        return x, self._check_y(y, x.shape[0], y_name)
+
     def _check_x(self, x, argname="x"):
         if self.params is None:
             x0 = chk.as_data(x, self.dtype, argname)
             self.build(x0.shape[1])
-        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim)
+        x = chk.as_data(x, self.dtype, argname, dim=self.input_dim, owner=type(self).__name__)
         self.likelihood.validate(x, argname)
         return x
 
@@ -186,27 +234,10 @@ class VAEModel:
         return y
 
     # ------------------------------------------------------------------------ workspace
-    def _workspace(self, n):
-        ws = self._workspaces.get(n)
-        if ws is not None:
-            self._workspaces.move_to_end(n)
-            return ws
-        L, z, c, d, dt = self.n_samples, self.latent_dim, self.cond_dim, self.input_dim, self.dtype
-        ws = {
-            "enc_in": np.empty((n, d + c), dt) if c else None,
-            "enc": self.encoder.workspace(n, dt),
-            "noise": np.empty((L, n, z), dt),
-            "dec_in": np.empty((L * n, z + c), dt),
-            "dec": self.decoder.workspace(L * n, dt),
-            "dout": np.empty((L * n, d), dt),
-            "dh": np.empty((n, 2 * z), dt),
-            "kl_col": np.empty(z, dt),
-            "w": np.empty(z, dt),
-        }
-        self._workspaces[n] = ws
-        if len(self._workspaces) > _MAX_WORKSPACES:
-            self._workspaces.popitem(last=False)
-        return ws
+    def _workspace(self, key):
+        """The buffers for ``key``: a batch size ``n`` (:meth:`loss_and_grad`) or
+        ``("infer", n)`` (:meth:`reconstruct_mean`); see :mod:`npvae.core.workspace`."""
+        return self._workspaces(key)
 
     # --------------------------------------------------------------------- loss and grad
     def loss_and_grad(self, x, y=None, *, noise=None, rng=None, beta=None, free_bits=None,
@@ -297,36 +328,47 @@ class VAEModel:
         self.encoder.backward(ws["dh"], enc_in, ws["enc"], False, k, _defer)
         return loss, {"loss": loss, "recon": recon, "kl": kl}
 
-    def train_step(self, x, optimizer, y=None, **loss_kw):
+    def train_step(self, x, optimizer, y=None, *, reduce=None, **loss_kw):
         """One optimisation step: :meth:`loss_and_grad`, then ``optimizer.step()``.
 
         With :class:`~npvae.core.optim.Adam` (no clipping) and a small batch, the gradients of the
         large weight matrices are never formed: each is the product ``x.T @ delta`` of two
-        thin matrices, and the Adam kernel computes it while updating, which saves writing
-        and re-reading the gradient (``Adam.step(deferred=...)``). The result equals the
-        unfused step up to rounding; ``params.grad`` then lacks those blocks.
+        thin matrices (a layer's input and its delta, both in this step's workspace), and
+        the Adam kernel computes it while updating, which saves writing and re-reading the
+        gradient (``Adam.step(deferred=...)``). The result equals the unfused step up to
+        rounding; ``params.grad`` then lacks those blocks.
 
         On the numba backend with MKL GEMMs, the step first fits Numba's thread count to
         the cores other processes leave free (:mod:`npvae.plumbing.cores`); the results do
         not depend on the thread count.
 
-        Raises FloatingPointError, before any update, if the loss is not finite.
-        Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
+        ``reduce(loss, parts) -> (loss, parts)``, if given, runs between the backward pass
+        and the update, when the whole gradient is in ``params.grad``: data-parallel
+        training sums the ranks' gradients there (:mod:`npvae.training.distributed`). It
+        turns the fused path off, since that path never forms the fused blocks.
+
+        Raises FloatingPointError, before any update, if the loss (after ``reduce``) is
+        not finite. Returns ``(loss, parts)`` as :meth:`loss_and_grad` does.
         """
         from npvae.core.optim import Adam
 
         if self.kernels.pace is not None:  # as many threads as there are free cores
             self.kernels.pace()
-        layers = ()
+        fused = {}  # layer -> (x, delta), filled by the backward pass
         rows = np.shape(x)[0] * self.n_samples
-        if (isinstance(optimizer, Adam) and optimizer.clip_norm is None
+        if (reduce is None and isinstance(optimizer, Adam) and optimizer.clip_norm is None
                 and optimizer.params is self.params and rows <= FUSE_MAX_ROWS):
-            layers = tuple(layer for layer in self.encoder.layers + self.decoder.layers
-                           if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS)
-        loss, parts = self.loss_and_grad(x, y, _defer=layers, **loss_kw)
+            fused = {layer: None for layer in self.encoder.layers + self.decoder.layers
+                     if layer.n_in * layer.n_out >= FUSE_MIN_WEIGHTS}
+        loss, parts = self.loss_and_grad(x, y, _defer=fused, **loss_kw)
+        if reduce is not None:
+            loss, parts = reduce(loss, parts)
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss}; no update was made")
-        optimizer.step(deferred={f"{layer.name}.W": layer.deferred for layer in layers})
+        if fused:
+            optimizer.step(deferred={f"{layer.name}.W": xd for layer, xd in fused.items()})
+        else:  # SGD.step takes no deferred blocks
+            optimizer.step()
         return loss, parts
 
     # ------------------------------------------------------------------ encode / decode
@@ -371,16 +413,7 @@ class VAEModel:
             x = chk.as_data(x, self.dtype, "x", dim=self.input_dim)
         n, z = x.shape[0], self.latent_dim
         y = self._check_y(y, n)
-        key = ("infer", n)
-        ws = self._workspaces.get(key)
-        if ws is None:
-            ws = {"enc_in": np.empty((n, self.input_dim + self.cond_dim), self.dtype),
-                  "enc": self.encoder.workspace(n, self.dtype),
-                  "dec_in": np.empty((n, z + self.cond_dim), self.dtype),
-                  "dec": self.decoder.workspace(n, self.dtype)}
-            self._workspaces[key] = ws
-            if len(self._workspaces) > _MAX_WORKSPACES:
-                self._workspaces.popitem(last=False)
+        ws = self._workspace(("infer", n))
         enc_in = x
         if y is not None:
             enc_in = ws["enc_in"]
@@ -402,8 +435,7 @@ class VAEModel:
             "encoder_hidden": list(self.encoder_hidden),
             "decoder_hidden": list(self.decoder_hidden),
             "activation": act if isinstance(act, str) else {"name": act.name, "param": act.param},
-            "likelihood": self.likelihood.name,
-            "variance": getattr(self.likelihood, "variance", 1.0),
+            "likelihood": self.likelihood.spec(),  # the likelihood's own settings
             "beta": self.beta, "n_samples": self.n_samples, "free_bits": self.free_bits,
             "cond_dim": self.cond_dim, "dtype": self.dtype.name, "init": self.init,
             "seed": self.seed,

@@ -87,11 +87,9 @@ class Adam(_Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  clip_norm=None, backend=None):
         super().__init__(params, lr, clip_norm, backend)
-        b1, b2 = (float(b) for b in betas)
-        for i, b in enumerate((b1, b2)):
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"betas[{i}] must be in [0, 1), got {b}")
-        self.betas = (b1, b2)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r:.60}")
+        self.betas = tuple(chk.fraction(b, f"betas[{i}]") for i, b in enumerate(betas))
         self.eps = chk.positive_float(eps, "eps")
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
         self.m = staggered_zeros(params.size, params.data.dtype, 2)  # see staggered_zeros
@@ -103,9 +101,10 @@ class Adam(_Optimizer):
         Parameters
         ----------
         deferred : dict of str to (x, delta), optional
-            Weight blocks whose gradient ``x.T @ delta`` was not formed (see
-            ``Dense.backward(defer=True)``); their update computes it on the fly. Not
-            combined with ``clip_norm``, whose norm would need the formed gradient.
+            Weight blocks (by parameter name) whose gradient ``x.T @ delta`` was not formed,
+            given as its two factors; their update computes it on the fly
+            (``VAEModel.train_step`` passes them from its workspace). Not combined with
+            ``clip_norm``, whose norm would need the formed gradient.
         """
         if deferred and self.clip_norm is not None:
             raise ValueError("deferred weight gradients cannot be clipped; pass clip_norm=None")
@@ -177,12 +176,10 @@ class SGD(_Optimizer):
     def __init__(self, params, lr=1e-2, momentum=0.0, weight_decay=0.0, nesterov=False,
                  clip_norm=None, backend=None):
         super().__init__(params, lr, clip_norm, backend)
-        self.momentum = float(momentum)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if nesterov and self.momentum == 0:
+        self.momentum = chk.fraction(momentum, "momentum")
+        self.nesterov = chk.flag(nesterov, "nesterov")
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
         self.buf = staggered_zeros(params.size, params.data.dtype, 2)
 

@@ -130,6 +130,19 @@ class ParamBuffer:
         for name in self.shapes:
             self.view(name)[...] = arrays[name]
 
+    def __getstate__(self):
+        # pickle/deepcopy: the values, not the over-allocated staggered blocks they sit in
+        state = self.__dict__.copy()
+        state["data"], state["grad"] = np.array(self.data), np.array(self.grad)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for slot, key in enumerate(("data", "grad")):  # staggered again, as in __init__
+            values = state[key]
+            setattr(self, key, staggered_zeros(values.size, values.dtype, slot))
+            getattr(self, key)[...] = values
+
     def __len__(self):
         return self.size
 

@@ -31,7 +31,8 @@ from .sprites import FACTOR_NAMES, SHAPE_NAMES, Sprites, factor_grid, make_sprit
 __all__ = [
     "ArrayData", "ChecksumError", "DATASET_NAMES", "Dataset", "DownloadError", "FACTOR_NAMES",
     "MnistArrays", "SHAPE_NAMES", "Sprites", "binarize_array", "check_images", "check_labels",
-    "download_files", "encode_idx", "factor_grid", "fetch_mnist", "load_array_file",
+    "dataset_name", "download_files", "encode_idx", "factor_grid", "fetch_mnist",
+    "load_array_file",
     "load_dataset", "make_sprites", "prepare", "read_idx", "render_sprites",
     "scale_and_binarize", "write_idx",
 ]
@@ -89,8 +90,21 @@ class Dataset:
                 f"x_test={self.x_test.shape}, image_shape={self.image_shape})")
 
 
+def dataset_name(name):
+    """The canonical name of a dataset: case, ``_``/``-`` and aliases (``"fashion"``,
+    ``"fmnist"``, ...) do not matter. Raises ValueError for an unknown name."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, one of {DATASET_NAMES}")
+    kind = name.strip().lower().replace("_", "-")
+    kind = _ALIASES.get(kind, kind)
+    if kind not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    return kind
+
+
 def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_test=None,
-                 size=None, progress=True, key=None, label_key=None, test_fraction=0.1):
+                 size=None, progress=True, key=None, label_key=None, test_fraction=0.1,
+                 scale="auto", timeout=60.0):
     """Load a dataset by name, as float32 in [0, 1] with a deterministic train/test split.
 
     Parameters
@@ -118,21 +132,24 @@ def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_tes
         Array names inside a ``.npz`` (see :func:`load_array_file`).
     test_fraction : float
         Share of a user file's rows held out for testing, when ``n_test`` is not given.
+    scale : {"auto", "none", "minmax"} or positive number
+        How a user file's values are brought to [0, 1] (see :func:`prepare`).
+    timeout : float, default 60
+        (Fashion-)MNIST downloads: seconds to wait for the server on each read; one file may
+        take ``10 * timeout`` in all (see :func:`fetch_mnist`).
 
     Returns
     -------
     Dataset
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a string, one of {DATASET_NAMES}")
-    kind = name.strip().lower().replace("_", "-")
-    kind = _ALIASES.get(kind, kind)
-    if kind not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    kind = dataset_name(name)
     if data is not None and kind != "file":
         raise ValueError(f"data= is only used with name='file' (got name={name!r})")
     if size is not None and kind != "sprites":
         raise ValueError(f"size= is only used with name='sprites' (got name={name!r})")
+    if not (isinstance(scale, str) and scale == "auto") and kind != "file":
+        raise ValueError(f"scale= is only used with name='file' (got name={name!r}); the "
+                         "built-in datasets are already scaled to [0, 1]")
     for label, value in (("n_train", n_train), ("n_test", n_test)):
         if value is not None and (isinstance(value, bool) or
                                   not isinstance(value, (int, np.integer)) or value < 0):
@@ -146,8 +163,8 @@ def load_dataset(name, *, data=None, seed=0, cache_dir=None, n_train=None, n_tes
     if kind == "file":
         if data is None:
             raise ValueError("name='file' needs data=<path to a .npy or .npz file>")
-        return _file(data, rng, n_train, n_test, key, label_key, test_fraction)
-    raw = fetch_mnist(kind, cache_dir=cache_dir, progress=progress)
+        return _file(data, rng, n_train, n_test, key, label_key, test_fraction, scale)
+    raw = fetch_mnist(kind, cache_dir=cache_dir, progress=progress, timeout=timeout)
     x_train, y_train = _subset(raw.x_train, raw.y_train, n_train, rng, "n_train")
     x_test, y_test = _subset(raw.x_test, raw.y_test, n_test, rng, "n_test")
     labels = FASHION_LABELS if kind == "fashion-mnist" else tuple(str(i) for i in range(10))
@@ -200,9 +217,9 @@ def _digits(rng, n_train, n_test):
                    label_names=tuple(str(i) for i in range(10)))
 
 
-def _file(path, rng, n_train, n_test, key, label_key, test_fraction):
+def _file(path, rng, n_train, n_test, key, label_key, test_fraction, scale):
     arrays = load_array_file(path, key=key, label_key=label_key)
-    x = prepare(arrays.x)
+    x = prepare(arrays.x, scale=scale)
     n = len(x)
     if n_test is None:
         if not 0 <= test_fraction < 1:

@@ -12,6 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from npvae.core.memory import check_memory
+from npvae.core.safe_npz import NpzReader, open_regular, read_npy
+
 IMAGE_KEYS = ("x", "X", "images", "data")
 LABEL_KEYS = ("y", "labels")
 SCALES = ("auto", "none", "minmax")
@@ -65,20 +68,24 @@ def load_array_file(path, *, key=None, label_key=None):
         (pickled) array, or data failing :func:`check_images`.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         head = f.read(6)
+    budget = _Budget(path)
     if head == _NPY_MAGIC:
         if key is not None or label_key is not None:
             raise ValueError(f"{path} is a .npy file holding a single array; key= and "
                              "label_key= only apply to .npz archives")
-        x, y = _load(path, None), None
+        x, y = read_npy(path, budget=budget), None
     elif head[:4] == _ZIP_MAGIC:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
+        with NpzReader(path) as archive:
+            names = archive.names
             data_key = _pick(names, key, IMAGE_KEYS, path, "data")
             y_key = _pick(names, label_key, LABEL_KEYS, path, "labels", required=False)
-            x = _load(path, data_key, archive)
-            y = None if y_key is None else _load(path, y_key, archive)
+            headers = {k: archive.header(k) for k in (data_key, y_key) if k is not None}
+            for hd in headers.values():  # every size is known before anything is read
+                budget(hd.data_bytes, hd)
+            x = archive.read(data_key, headers[data_key])
+            y = None if y_key is None else archive.read(y_key, headers[y_key])
     else:
         raise ValueError(f"{path} is neither a .npy nor a .npz file (it starts with {head!r}); "
                          "save arrays with np.save or np.savez")
@@ -102,16 +109,19 @@ def _pick(names, wanted, defaults, path, what, required=True):
     return None
 
 
-def _load(path, key, archive=None):
-    try:
-        return np.load(path, allow_pickle=False) if archive is None else archive[key]
-    except ValueError as exc:
-        if "pickle" not in str(exc).lower():
-            raise
-        where = path if key is None else f"{path}[{key!r}]"
-        raise ValueError(f"{where} holds Python objects, which npvae will not unpickle (that "
-                         "can run arbitrary code); save a numeric array instead, e.g. "
-                         "np.save(path, np.asarray(x, dtype=np.float32))") from exc
+class _Budget:
+    """Refuses arrays whose loading would not fit in memory: the file's own bytes plus the
+    float32 copies that scaling and the train/test split make (about 3 values of 4 bytes
+    per stored value), summed over the arrays of one file."""
+
+    def __init__(self, path):
+        self.path, self.total = path, 0
+
+    def __call__(self, nbytes, header):
+        values = header.count
+        self.total += nbytes + 12 * values
+        check_memory(self.total, f"loading {self.path} ({header.shape} {header.dtype})",
+                     "use a smaller file, or a subset of its rows")
 
 
 def check_images(x, *, name="x"):

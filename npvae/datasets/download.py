@@ -23,13 +23,17 @@ access happens at all.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from npvae.core import checks as chk
 
 from .idx import read_idx
 
@@ -128,7 +132,7 @@ def cache_root(cache_dir=None):
 
 
 def fetch_mnist(kind="mnist", *, cache_dir=None, base_url=None, progress=True,
-                checksums=None, timeout=60.0):
+                checksums=None, timeout=60.0, deadline=None):
     """Return MNIST or Fashion-MNIST, downloading the four files once if needed.
 
     Parameters
@@ -145,8 +149,12 @@ def fetch_mnist(kind="mnist", *, cache_dir=None, base_url=None, progress=True,
     checksums : mapping of str to str, optional
         File name -> expected hex digest (64 hex digits: SHA-256; 32: MD5). Defaults to the
         published SHA-256 sums in ``CHECKSUMS``. Use this when serving your own copies.
-    timeout : float
+    timeout : float, default 60
         Seconds to wait for the server on connect and on each read.
+    deadline : float, optional
+        Seconds one file's download may take in all (default: ``10 * timeout``), so a server
+        that trickles bytes cannot keep it going forever. It is checked after every read, so
+        a download ends at most ``timeout`` seconds after it.
 
     Returns
     -------
@@ -161,7 +169,7 @@ def fetch_mnist(kind="mnist", *, cache_dir=None, base_url=None, progress=True,
         A file is missing from the cache and cannot be downloaded.
     """
     paths = download_files(kind, cache_dir=cache_dir, base_url=base_url, progress=progress,
-                           checksums=checksums, timeout=timeout)
+                           checksums=checksums, timeout=timeout, deadline=deadline)
     arrays = {key: read_idx(paths[key]) for key in FILES}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -172,7 +180,7 @@ def fetch_mnist(kind="mnist", *, cache_dir=None, base_url=None, progress=True,
 
 
 def download_files(kind="mnist", *, cache_dir=None, base_url=None, progress=True,
-                   checksums=None, timeout=60.0):
+                   checksums=None, timeout=60.0, deadline=None):
     """Make sure the four files of ``kind`` are in the cache and verified.
 
     Parameters are those of :func:`fetch_mnist`.
@@ -184,6 +192,8 @@ def download_files(kind="mnist", *, cache_dir=None, base_url=None, progress=True
     """
     if kind not in MIRRORS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {sorted(MIRRORS)}")
+    timeout = chk.positive_float(timeout, "timeout")
+    deadline = 10 * timeout if deadline is None else chk.positive_float(deadline, "deadline")
     sums = dict(CHECKSUMS[kind] if checksums is None else checksums)
     missing = [f for f in FILES.values() if f not in sums]
     if missing:
@@ -192,14 +202,45 @@ def download_files(kind="mnist", *, cache_dir=None, base_url=None, progress=True
         base_url = os.environ.get(URL_ENV[kind]) or None
     mirrors = MIRRORS[kind] if base_url is None else (base_url,)
     folder = cache_root(cache_dir) / kind
-    paths = {}
-    for key, filename in FILES.items():
+    paths = {key: folder / filename for key, filename in FILES.items()}
+
+    def cached(filename):
         path = folder / filename
-        if not (path.is_file() and file_digest(path, sums[filename]) == sums[filename].lower()):
-            folder.mkdir(parents=True, exist_ok=True)
-            _download_from_mirrors(mirrors, filename, path, sums[filename], progress, timeout)
-        paths[key] = path
+        return path.is_file() and file_digest(path, sums[filename]) == sums[filename].lower()
+
+    if all(cached(f) for f in FILES.values()):
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(folder.parent / f".{kind}.lock"):  # one downloader at a time, so
+        # every .part file left in the folder is stale (a killed download's)
+        for name in os.listdir(folder):
+            if name.startswith(".") and name.endswith(".part"):
+                try:
+                    os.unlink(folder / name)
+                except OSError:
+                    pass
+        for filename in FILES.values():
+            if not cached(filename):  # another process may have fetched it meanwhile
+                _download_from_mirrors(mirrors, filename, folder / filename, sums[filename],
+                                       progress, timeout, deadline)
     return paths
+
+
+@contextlib.contextmanager
+def _folder_lock(path):
+    """An exclusive ``flock`` on the file ``path`` for the block (waits for another download
+    of the same dataset; the kernel releases it if that process dies)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def file_digest(path, like):
@@ -222,13 +263,13 @@ def _hasher(expected):
                      "nor MD5 (32 hex digits)")
 
 
-def _download_from_mirrors(mirrors, filename, path, expected, progress, timeout):
+def _download_from_mirrors(mirrors, filename, path, expected, progress, timeout, deadline):
     errors = []
     for base in mirrors:
         url = base if base.endswith("/") else base + "/"
         url += filename
         try:
-            _download(url, path, expected, progress, timeout)
+            _download(url, path, expected, progress, timeout, deadline)
             return
         except ChecksumError as exc:
             if len(mirrors) == 1:
@@ -241,24 +282,32 @@ def _download_from_mirrors(mirrors, filename, path, expected, progress, timeout)
                         "mirror pass base_url= or set NPVAE_MNIST_URL / NPVAE_FASHION_MNIST_URL")
 
 
-def _download(url, path, expected, progress, timeout):
-    """Stream ``url`` to a temp file next to ``path``, verify it, then rename it into place."""
+def _download(url, path, expected, progress, timeout, deadline):
+    """Stream ``url`` to a temp file next to ``path``, verify it, then rename it into place;
+    give up once ``deadline`` seconds have passed."""
     import urllib.request  # imported here: only a download needs it
 
     from tqdm.auto import tqdm
 
     h = _hasher(expected)
+    end = time.monotonic() + deadline
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            read = getattr(resp, "read1", resp.read)  # what one receive brings, not 64 KiB
             with tqdm(total=total, unit="B", unit_scale=True, desc=path.name,
                       disable=not progress, leave=False) as bar:
-                for block in iter(lambda: resp.read(_CHUNK), b""):
+                for block in iter(lambda: read(_CHUNK), b""):
                     out.write(block)
                     h.update(block)
                     bar.update(len(block))
+                    if time.monotonic() > end:
+                        raise TimeoutError(f"the download took longer than its deadline of "
+                                           f"{deadline:g} s ({bar.n} bytes received); the "
+                                           "server is too slow: try another mirror or pass a "
+                                           "larger timeout")
         actual = h.hexdigest()
         if actual != expected.lower():
             raise ChecksumError(f"checksum mismatch for {path.name} downloaded from {url}: "

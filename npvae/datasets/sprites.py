@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from npvae.core import checks as chk
+from npvae.core.memory import check_memory
+
 SHAPE_NAMES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "rotation", "x", "y")
 
@@ -133,6 +136,9 @@ def make_sprites(n=None, *, size=32, seed=0, replace=False, dtype=np.float32,
         flat = rng.choice(total, size=n, replace=replace)
     classes = np.stack(np.unravel_index(flat, sizes), axis=1).astype(np.int64)
     factors = np.stack([values[k][classes[:, k]] for k in range(5)], axis=1)
+    side = chk.positive_int(size, "size")
+    check_memory(len(factors) * side * side * (np.dtype(dtype).itemsize + 8),
+                 f"{len(factors)} sprites of {side}x{side}", "ask for fewer or smaller images")
     images = render_sprites(factors, size=size, dtype=dtype)
     return Sprites(images=images, factors=factors, factor_classes=classes,
                    labels=classes[:, 0].copy(), image_shape=(size, size), factor_values=values)

@@ -36,7 +36,6 @@ from scipy.special import expit, logsumexp
 
 from npvae.core import checks as chk
 from npvae.inference.joint import DiagonalGaussian, LogJoint, Path
-from npvae.inference.metrics import _checked
 from npvae.inference.samplers import HMC, STEP_MAX, STEP_MIN, _progress, _rng
 
 __all__ = ["schedule", "AISResult", "ais", "bdmc", "simulate"]
@@ -261,7 +260,7 @@ def ais(model, X, y=None, *, n_steps=1000, chains=16, schedule_kind="sigmoid", s
     -------
     AISResult
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     chains = chk.positive_int(chains, "chains")
     n_steps = chk.positive_int(n_steps, "n_steps")
     betas = schedule(n_steps, schedule_kind)

@@ -61,11 +61,9 @@ class LogJoint:
     """
 
     def __init__(self, model, x, y=None, chains=1):
-        model._require_built()
         self.model = model
-        self.x = model._check_x(x, "x")
+        self.x, self.y = model.check_input(x, y)
         n, d = self.x.shape
-        self.y = model._check_y(y, n, "y")
         self.chains = chk.positive_int(chains, "chains")
         self.n, self.rows, self.latent_dim = n, self.chains * n, model.latent_dim
         self.dtype, self.kernels = model.dtype, model.kernels

@@ -33,7 +33,7 @@ from npvae.core import checks as chk
 from npvae.core.optim import Adam
 from npvae.core.params import ParamBuffer
 from npvae.inference.joint import LogJoint
-from npvae.inference.metrics import _checked, elbo_terms
+from npvae.inference.metrics import elbo_terms
 from npvae.inference.samplers import _progress, _rng
 
 __all__ = ["QStar", "optimise_qstar"]
@@ -172,7 +172,7 @@ def optimise_qstar(model, X, y=None, *, lr=0.03, n_samples=4, max_steps=3000,
     -------
     QStar
     """
-    X, y = _checked(model, X, y)
+    X, y = model.check_input(X, y, x_name="X")
     lr = chk.positive_float(lr, "lr")
     n_samples = chk.positive_int(n_samples, "n_samples")
     max_steps = chk.positive_int(max_steps, "max_steps")

@@ -20,6 +20,10 @@ instead of 3 ms). Neither is done if ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` i
 the environment is put back afterwards, away from OpenMP runtimes loaded later (PyTorch
 ships its own libgomp). libgomp reads the variable once, when the pool starts, so it has
 no effect if something started Numba's pool before (``numba.set_num_threads``, say).
+
+All of that is platform plumbing (:mod:`npvae.plumbing`): loading the ``numba`` backend
+runs its capability probe (:func:`npvae.plumbing.capabilities`), which starts the pool and
+keeps each piece only if it works here; ``NPVAE_PLUMBING=0`` turns every piece off.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ BACKENDS = ("numba", "numpy")
 KERNEL_NAMES = (
     "matmul", "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
     "gaussian_nll", "bernoulli_nll_rows", "gaussian_nll_rows", "sigmoid", "adam_step",
-    "adam_step_outer", "sgd_step", "sum_squares", "normal_log_density", "leapfrog_kick",
-    "leapfrog_drift", "leapfrog_kick_drift", "select_rows",
+    "adam_step_outer", "sgd_step", "sum_squares", "bias_act_pre", "normal_log_density",
+    "leapfrog_kick", "leapfrog_drift", "leapfrog_kick_drift", "select_rows",
 )
 _loaded = {}
 
@@ -59,19 +63,21 @@ def get_kernels(backend=None):
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if name not in _loaded:
+        from npvae.plumbing import probe
+
         if name == "numba":
             try:
                 from npvae.kernels import _numba as module
             except ImportError:  # the fallback is free: same names, same math
                 return get_kernels("numpy")
-            pool = _start_numba_pool()
+            pool, pace = probe.start()  # Numba's pool and the platform plumbing that works
         else:
             from npvae.kernels import _reference as module
-            pool = _NoPool()
+            pool, pace = probe.NoPool(), None
         ns = types.SimpleNamespace(**{k: getattr(module, k) for k in KERNEL_NAMES})
         ns.name = name
         ns.blas_pool = pool
-        ns.pace = _pacer() if name == "numba" else None
+        ns.pace = pace
         _loaded[name] = ns
     return _loaded[name]
 
@@ -89,66 +95,14 @@ def gemm_info(backend=None):
     if get_kernels(backend).name == "numpy":
         return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)",
                 "why": "the numpy backend is the reference"}
+    from npvae.plumbing import capabilities
+
+    cap = capabilities()["gemm"]
+    if not cap.on:  # off (NPVAE_PLUMBING=0) or failed on this system
+        return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)", "why": cap.why}
     from npvae.plumbing import gemm as _gemm
 
     return _gemm.info()
-
-
-class _NoPool:
-    """Stand-in for :class:`~npvae.plumbing.blas_pool.BlasPool` where none is installed."""
-
-    available = active = False
-    library = None
-
-    def uninstall(self):
-        pass
-
-
-def _pacer():
-    """The :class:`~npvae.plumbing.cores.ThreadPacer` that fits the thread count of each
-    training step to the cores other processes leave free, or None: off
-    (``NPVAE_ADAPT_THREADS=0``), or GEMMs through ``np.dot``, whose results depend on
-    OpenBLAS's thread count (npvae's split GEMM's do not: see :mod:`npvae.plumbing.cores`)."""
-    from npvae.plumbing import cores, gemm
-
-    if not cores.enabled() or gemm.provider()[0] is None:
-        return None
-    return cores.ThreadPacer()
-
-
-SPIN_COUNT = "3000000"  # libgomp spin iterations before an idle thread sleeps: see below
-
-
-def _start_numba_pool():
-    """Start Numba's thread pool (see the module docstring); return what
-    :func:`npvae.plumbing.blas_pool.install` returned."""
-    import numba
-
-    from npvae.plumbing.openblas import numpy_openblas
-
-    found = numpy_openblas() if os.environ.get("NPVAE_BLAS_POOL", "1") != "0" else None
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        numba.get_num_threads()  # the user's choice
-        return _blas_pool(found)
-    # One pool for BLAS and kernels: idle threads spin for tens of milliseconds, as
-    # OpenBLAS's own do; with libgomp's default (300,000) a GEMM after 0.2-3 ms of serial
-    # work took 1.1-1.6 ms instead of 0.8-0.9 (measured: the sleeping thread wakes late).
-    # Two pools: idle threads must sleep at once, or they hold the core the other needs.
-    key, value = ("GOMP_SPINCOUNT", SPIN_COUNT) if found else ("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ[key] = value
-    try:
-        numba.get_num_threads()  # starts the pool (loads libgomp, which reads the variable)
-    finally:
-        del os.environ[key]
-    return _blas_pool(found)
-
-
-def _blas_pool(found):
-    if found is None:
-        return _NoPool()
-    from npvae.plumbing.blas_pool import install  # compiles (or loads) the callback
-
-    return install(found)
 
 
 def warmup(dtypes=("float32", "float64")):
@@ -162,15 +116,19 @@ def warmup(dtypes=("float32", "float64")):
     import numpy as np
 
     from npvae.kernels._numba import PARALLEL_MIN
+    from npvae.kernels.activations import ACTIVATIONS
 
     k = get_kernels("numba")
     start = time.perf_counter()
     for dt in dtypes:
         a = np.ones((2, 4), dtype=dt)
         b = np.zeros(4, dtype=dt)
-        for code in range(7):
-            k.bias_act(a.copy(), b, code, 0.5)
-            k.act_backward(a.copy(), a, code, 0.5, b.copy())
+        for cls in ACTIVATIONS.values():  # every registered activation
+            if cls.needs_pre:
+                k.bias_act_pre(a.copy(), b, cls.code, 0.5, a.copy())
+            else:
+                k.bias_act(a.copy(), b, cls.code, 0.5)
+            k.act_backward(a.copy(), a, cls.code, 0.5, b.copy())
         h = np.zeros((2, 4), dtype=dt)
         noise = np.zeros((2, 2), dtype=dt)
         k.sample_kl(h, noise, noise.copy(), np.zeros(2, dtype=dt))

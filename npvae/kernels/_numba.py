@@ -24,105 +24,38 @@ temporaries. How the loops are kept fast:
 Compilation is lazy (nothing compiles at import) and cached on disk unless
 ``NPVAE_NUMBA_CACHE=0``.
 """
-
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 from numba import njit, prange
 
-from npvae.plumbing.fpmode import AVAILABLE as FTZ
-from npvae.plumbing.fpmode import flush_to_zero, restore_fp_mode
-from npvae.plumbing.gemm import matmul, thread_count  # noqa: F401 (matmul: a kernel here)
-from npvae.plumbing.ufunc_loop import call_unary, unary_loop
-
-_CACHE = os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0"
-_OPTS = dict(cache=_CACHE, nogil=True, error_model="numpy")
-_REDUCE = dict(_OPTS, fastmath={"reassoc", "nsz"})
-inline = njit(cache=_CACHE, inline="always", error_model="numpy")
-
-LOG_2PI = float(np.log(2 * np.pi))
-# Smallest normal numbers and -log of them, by itemsize: see _reference.flush_limits.
-TINY32, TINY64 = float(np.finfo(np.float32).tiny), float(np.finfo(np.float64).tiny)
-CUT32, CUT64 = -float(np.log(TINY32)), -float(np.log(TINY64))
-PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats a thread launch
-
-
-@inline
-def _act(a, code, param, zero, one):
-    if code == 2:
-        return a if a > zero else param * a
-    if code == 3:
-        return a if a > zero else param * np.expm1(a)
-    if code == 4:
-        return np.tanh(a)
-    if code == 5:
-        if a >= zero:
-            return one / (one + np.exp(-a))
-        e = np.exp(a)
-        return e / (one + e)
-    return max(a, zero) + np.log1p(np.exp(-abs(a)))  # softplus
-
-
-@inline
-def _dact(y, code, param, zero, one):
-    if code == 2:
-        return one if y > zero else param
-    if code == 3:
-        return one if y > zero else y + param
-    if code == 4:
-        return one - y * y
-    if code == 5:
-        return y * (one - y)
-    return -np.expm1(-y)  # softplus
-
-
-# ----------------------------------------------------------------------------- dense layers
-@njit(**_OPTS)
-def bias_act(y, b, code, param):
-    dt = y.dtype.type
-    zero, one, prm = dt(0), dt(1), dt(param)
-    n, h = y.shape
-    if code == 1:  # ReLU and identity, the common cases, without the switch in the loop
-        for i in range(n):
-            for j in range(h):
-                a = y[i, j] + b[j]
-                y[i, j] = a if a > zero else zero
-    elif code == 0:
-        for i in range(n):
-            for j in range(h):
-                y[i, j] += b[j]
-    else:
-        for i in range(n):
-            for j in range(h):
-                y[i, j] = _act(y[i, j] + b[j], code, prm, zero, one)
-
-
-@njit(**_OPTS)
-def act_backward(dy, y, code, param, db):
-    dt = dy.dtype.type
-    zero, one, prm = dt(0), dt(1), dt(param)
-    n, h = dy.shape
-    for j in range(h):
-        db[j] = zero
-    if code == 1:
-        for i in range(n):
-            for j in range(h):
-                g = dy[i, j] if y[i, j] > zero else zero
-                dy[i, j] = g
-                db[j] += g
-    elif code == 0:
-        for i in range(n):
-            for j in range(h):
-                db[j] += dy[i, j]
-    else:
-        for i in range(n):
-            for j in range(h):
-                g = dy[i, j] * _dact(y[i, j], code, prm, zero, one)
-                dy[i, j] = g
-                db[j] += g
+from npvae.kernels._jit import (  # noqa: F401 (FTZ, PARALLEL_MIN, matmul: read from here)
+    _OPTS,
+    _REDUCE,
+    CUT32,
+    CUT64,
+    FTZ,
+    LOG_2PI,
+    PARALLEL_MIN,
+    _parts,
+    _probe,
+    call_unary,
+    inline,
+    matmul,
+    unary_loop,
+)
+from npvae.kernels._numba_dense import act_backward, bias_act, bias_act_pre  # noqa: F401
+from npvae.kernels._numba_optim import (  # noqa: F401 (kernels; the twins, for the tests)
+    _adam_outer_parallel,
+    _adam_parallel,
+    _adam_range,
+    adam_step,
+    adam_step_outer,
+    sgd_step,
+    sum_squares,
+)
 
 
 # ------------------------------------------------------------------------------------ exp
@@ -175,14 +108,17 @@ def _fill_std(loop, h, std):
     _exp_rows(loop, std, 0, n)  # an infinite std gives an infinite loss, reported there
 
 
+@inline
+def _kl_setup(loop, h, std, noise):
+    """Fill ``std`` (:func:`_fill_std`); return ``(half, one, n, zdim, reps)``."""
+    _fill_std(loop, h, std)
+    dt, n = h.dtype.type, h.shape[0]
+    return dt(0.5), dt(1), n, h.shape[1] // 2, noise.shape[0] // n
+
+
 @njit(**_OPTS)
 def _sample_kl(loop, h, std, noise, z, kl_col):
-    dt = h.dtype.type
-    half, one = dt(0.5), dt(1)
-    n = h.shape[0]
-    zdim = h.shape[1] // 2
-    reps = noise.shape[0] // n
-    _fill_std(loop, h, std)
+    half, one, n, zdim, reps = _kl_setup(loop, h, std, noise)
     for r in range(reps):
         for i in range(n):
             for j in range(zdim):
@@ -197,12 +133,7 @@ def _sample_kl(loop, h, std, noise, z, kl_col):
 
 @njit(**_OPTS)
 def _sample_kl_backward(loop, h, std, noise, dz, w, dh):
-    dt = h.dtype.type
-    half, one = dt(0.5), dt(1)
-    n = h.shape[0]
-    zdim = h.shape[1] // 2
-    reps = noise.shape[0] // n
-    _fill_std(loop, h, std)
+    half, one, n, zdim, reps = _kl_setup(loop, h, std, noise)
     for i in range(n):  # the KL's share, then each sample's
         for j in range(zdim):
             sd = std[i, j]
@@ -453,126 +384,6 @@ def gaussian_nll_rows(mean, x, logvar, row_scale, dmean, dlogvar, nll):
                                dlogvar, r)
 
 
-# ----------------------------------------------------------------------------- optimizers
-@njit(**_OPTS)
-def _adam_range(p, g, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
-    dt = p.dtype.type
-    decay, step, inv_bc2 = dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2)
-    b1, b2, c1, c2 = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2)
-    e, gs, half, zero = dt(eps), dt(gscale), dt(0.5), dt(0)
-    tiny = dt(TINY32) if p.itemsize == 4 else dt(TINY64)
-    gfloor = (tiny / c2) ** half if c2 > zero else tiny
-    # views, so that indices start at 0: a loop over range(lo, hi) could index with a
-    # negative number, and Numba's wrap-around check then blocks vectorisation (14x)
-    p, g, m, v = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
-    mode = flush_to_zero()  # m and v below tiny become 0 in hardware: see _fpmode
-    for i in range(p.shape[0]):
-        gi = gs * g[i]
-        gi = gi if abs(gi) >= gfloor else zero  # flush: see the reference
-        mi = b1 * m[i] + c1 * gi
-        vi = b2 * v[i] + c2 * gi * gi
-        if not FTZ:
-            mi = mi if abs(mi) >= tiny else zero
-            vi = vi if vi >= tiny else zero
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] * decay - step * mi / ((vi * inv_bc2) ** half + e)
-    restore_fp_mode(mode)
-
-
-@njit(parallel=True, **_OPTS)
-def _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale, chunks):
-    n = p.shape[0]
-    for c in prange(chunks):  # each thread updates its own elements
-        _adam_range(p, g, m, v, c * n // chunks, (c + 1) * n // chunks, lr, beta1, beta2,
-                    eps, bc1, bc2, weight_decay, gscale)
-
-
-def adam_step(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale):
-    threads = thread_count() if p.shape[0] >= PARALLEL_MIN else 1
-    if threads > 1:
-        _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, gscale,
-                       4 * threads)
-    else:
-        _adam_range(p, g, m, v, 0, p.shape[0], lr, beta1, beta2, eps, bc1, bc2, weight_decay,
-                    gscale)
-
-
-@njit(**_OPTS)
-def _adam_outer_rows(w, x, delta, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2,
-                     weight_decay):
-    dt = w.dtype.type
-    decay, step, inv_bc2 = dt(1.0 - lr * weight_decay), dt(lr / bc1), dt(1.0 / bc2)
-    b1, b2, c1, c2 = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2)
-    e, half, zero = dt(eps), dt(0.5), dt(0)
-    tiny = dt(TINY32) if w.itemsize == 4 else dt(TINY64)
-    gfloor = (tiny / c2) ** half if c2 > zero else tiny
-    n = x.shape[0]
-    n_out = delta.shape[1]
-    w, x, m, v = w[lo:hi], x[:, lo:hi], m[lo:hi], v[lo:hi]  # indices from 0: see _adam_range
-    grow = np.empty(n_out, dtype=w.dtype)  # one row of x^T delta at a time, never all of it
-    mode = flush_to_zero()  # as in _adam_range
-    for i in range(w.shape[0]):
-        for j in range(n_out):
-            grow[j] = zero
-        for r in range(n):
-            xri = x[r, i]
-            for j in range(n_out):
-                grow[j] += xri * delta[r, j]
-        for j in range(n_out):
-            gi = grow[j]
-            gi = gi if abs(gi) >= gfloor else zero
-            mi = b1 * m[i, j] + c1 * gi
-            vi = b2 * v[i, j] + c2 * gi * gi
-            if not FTZ:
-                mi = mi if abs(mi) >= tiny else zero
-                vi = vi if vi >= tiny else zero
-            m[i, j] = mi
-            v[i, j] = vi
-            w[i, j] = w[i, j] * decay - step * mi / ((vi * inv_bc2) ** half + e)
-    restore_fp_mode(mode)
-
-
-@njit(parallel=True, **_OPTS)
-def _adam_outer_parallel(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay,
-                         chunks):
-    n_in = w.shape[0]
-    for c in prange(chunks):
-        _adam_outer_rows(w, x, delta, m, v, c * n_in // chunks, (c + 1) * n_in // chunks, lr,
-                         beta1, beta2, eps, bc1, bc2, weight_decay)
-
-
-def adam_step_outer(w, x, delta, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay):
-    args = (lr, beta1, beta2, eps, bc1, bc2, weight_decay)
-    threads = thread_count() if w.size >= PARALLEL_MIN else 1
-    if threads > 1:
-        _adam_outer_parallel(w, x, delta, m, v, *args, 4 * threads)
-    else:
-        _adam_outer_rows(w, x, delta, m, v, 0, w.shape[0], *args)
-
-
-@njit(**_OPTS)
-def sgd_step(p, g, buf, lr, momentum, weight_decay, nesterov, first, gscale):
-    dt = p.dtype.type
-    step, mom, wd, gs = dt(lr), dt(momentum), dt(weight_decay), dt(gscale)
-    for i in range(p.shape[0]):
-        d = gs * g[i] + wd * p[i]
-        if momentum != 0.0:
-            b = d if first else mom * buf[i] + d
-            buf[i] = b
-            d = d + mom * b if nesterov else b
-        p[i] -= step * d
-
-
-@njit(**_REDUCE)
-def sum_squares(g):
-    total = 0.0
-    for i in range(g.shape[0]):
-        gi = np.float64(g[i])
-        total += gi * gi
-    return total
-
-
 # ------------------------------------------------------------------- samplers over z
 # Rows are chain-major (r = c * N + p): the leapfrog loops run over each chain's N x Z
 # values as one flat run, which vectorises (an inner loop over Z = 3 did not: 5x slower).
@@ -628,3 +439,6 @@ def select_rows(dst, src, mask):
         if mask[i]:
             for j in range(dst.shape[1]):
                 dst[i, j] = src[i, j]
+
+
+_probe.separate_cache(globals(), _parts.tag)  # stand-ins compiled in: a cache of their own

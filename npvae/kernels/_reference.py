@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npvae.core.activations import from_code
+from npvae.kernels.activations import from_code
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -64,10 +64,19 @@ def bias_act(y, b, code, param):
     y[...] = from_code(code, param).forward(y)
 
 
-def act_backward(dy, y, code, param, db):
-    r"""In place: ``dy <- dy * f'(a)`` (from the output ``y``), and ``db = sum_n dy``.
+def bias_act_pre(y, b, code, param, pre):
+    """:func:`bias_act` that also keeps the pre-activation: ``pre <- y + b`` (written),
+    then ``y <- f(pre)``. For the activations whose derivative needs it (``needs_pre``)."""
+    pre[...] = y + b
+    y[...] = from_code(code, param).forward(pre)
 
-    This is the activation backward fused with the bias gradient of the same layer:
+
+def act_backward(dy, y, code, param, db):
+    r"""In place: ``dy <- dy * f'(a)``, and ``db = sum_n dy``.
+
+    ``f'(a)`` is computed from ``y``: the layer's output, or its pre-activation ``a`` for
+    an activation that ``needs_pre`` (see :mod:`npvae.kernels.activations`). This is the
+    activation backward fused with the bias gradient of the same layer:
     :math:`\partial L/\partial b_h = \sum_n \partial L/\partial a_{nh}`.
     """
     dy *= from_code(code, param).derivative(y)
@@ -75,6 +84,15 @@ def act_backward(dy, y, code, param, db):
 
 
 # ------------------------------------------------------------ reparameterisation and KL
+def gaussian_kl(mu, logvar):
+    r"""KL(N(mu, e^logvar) || N(0, 1)) of each value:
+    :math:`\tfrac12 (\mu^2 + e^{\ell} - 1 - \ell)` (docs/math.md section 5).
+
+    Not a kernel: the one closed form that :func:`sample_kl`, the evaluation metrics
+    (:mod:`npvae.inference.metrics`) and the benchmark's peer check use."""
+    return 0.5 * (mu * mu + np.exp(logvar) - 1.0 - logvar)
+
+
 def sample_kl(h, noise, z, kl_col):
     r"""Reparameterised sample and closed-form KL, forward.
 
@@ -97,7 +115,7 @@ def sample_kl(h, noise, z, kl_col):
     reps = noise.shape[0] // n
     std = np.exp(0.5 * logvar)
     z[...] = np.tile(mu, (reps, 1)) + np.tile(std, (reps, 1)) * noise
-    kl_col[...] = 0.5 * np.sum(mu * mu + np.exp(logvar) - 1.0 - logvar, axis=0)
+    kl_col[...] = gaussian_kl(mu, logvar).sum(axis=0)
 
 
 def sample_kl_backward(h, noise, dz, w, dh):

@@ -169,6 +169,18 @@ class BlasPool:
         self.active = True
 
 
+def self_test():
+    """Raise RuntimeError unless threaded NumPy GEMMs, whose jobs the callback runs, give
+    the exact products of small integers in both precisions."""
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        a = rng.integers(-4, 5, (192, 160)).astype(dt)
+        b = rng.integers(-4, 5, (160, 224)).astype(dt)
+        if not np.array_equal(np.dot(a, b), a.astype(np.int64) @ b.astype(np.int64)):
+            raise RuntimeError(f"NumPy's {np.dtype(dt)} GEMM on Numba's pool gave wrong "
+                               "products")
+
+
 def install(found):
     """Install the callback into the library ``found`` describes
     (:func:`npvae.plumbing.openblas.numpy_openblas`); return a :class:`BlasPool`."""

@@ -20,10 +20,12 @@ and ``v`` by compares, as the reference does.
 
 from __future__ import annotations
 
+import os
 import platform
 
+import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -79,3 +81,29 @@ def fp_mode(typingctx):
         return builder.zext(builder.load(slot), ir.IntType(64))
 
     return types.int64(), codegen
+
+
+def self_test():
+    """Raise RuntimeError unless, in compiled code, :func:`flush_to_zero` flushes a
+    subnormal product to 0 and :func:`restore_fp_mode` gives the thread its mode back."""
+    tiny = np.finfo(np.float32).tiny
+    modes, out = np.zeros(3, np.int64), np.full(2, np.nan, np.float32)
+    _flush_check(np.full(2, tiny, np.float32), out, modes)
+    if not (modes[1] & FTZ_DAZ == FTZ_DAZ and modes[2] == modes[0] and out[0] == 0
+            and out[1] == np.float32(tiny) * np.float32(0.5) != 0):
+        raise RuntimeError(f"the MXCSR flush-to-zero switch did not work as tested (modes "
+                           f"{[hex(int(m)) for m in modes]}, products {out.tolist()})")
+
+
+@njit(cache=os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0")
+def _flush_check(x, out, modes):
+    """``out[0] = x[0] / 2`` inside the flush, ``out[1] = x[1] / 2`` after it; the modes
+    before, inside and after."""
+    half = x.dtype.type(0.5)
+    modes[0] = fp_mode()
+    old = flush_to_zero()
+    modes[1] = fp_mode()
+    out[0] = x[0] * half
+    restore_fp_mode(old)
+    modes[2] = fp_mode()
+    out[1] = x[1] * half

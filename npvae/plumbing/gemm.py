@@ -197,16 +197,53 @@ def provider():
         elif name == "auto":
             whys = []
             for each in _auto_order():
-                found, why = _find(each)
+                try:
+                    found, why = _find(each)
+                except Exception as exc:  # a new release's surprise: try the next one
+                    found, why = None, _openblas.LoadFailure(f"{type(exc).__name__}: {exc}")
                 if found is not None:
                     break
                 whys.append(f"{each}: {why}")
+                if isinstance(why, _openblas.LoadFailure):
+                    _state["failures"] = [*_state.get("failures", []), whys[-1]]
             why = None if found is not None else "; ".join(whys)
         get_num_threads()  # starts Numba's pool: see _thread_count
         _state.update(blas=found, why=why, choice=name, parts=_pool_size())
         if found is not None and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_single_threaded)
     return _state["blas"], _state["why"]
+
+
+def self_test():
+    """Raise RuntimeError unless the split GEMM gives the exact products of small
+    integers, in one call and split, for both dtypes and with a transposed operand.
+    Does nothing when no sequential BLAS is in use."""
+    found = provider()[0]
+    if found is None:
+        return
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        a = rng.integers(-4, 5, (40, 72)).astype(dt)
+        b = rng.integers(-4, 5, (72, 56)).astype(dt)
+        want = a.astype(np.int64) @ b.astype(np.int64)  # integer matmul: no BLAS involved
+        for x, parts in ((a, 1), (a, max(2, _state["parts"])), (np.asfortranarray(a), 2)):
+            out = np.full(want.shape, np.nan, dt)
+            if not (_gemm(found.gemm[np.dtype(dt)], x, b, out, parts)
+                    and np.array_equal(out, want)):
+                raise RuntimeError(f"{found.name}'s {np.dtype(dt)} GEMM gave wrong products "
+                                   f"({parts} block(s))")
+
+
+def failed_loads():
+    """The libraries that were there but failed to load or set up (``NPVAE_GEMM=auto``)."""
+    provider()
+    return list(_state.get("failures", []))
+
+
+def disable(why):
+    """From now on every product goes to ``np.dot`` (``info()`` says ``why``)."""
+    provider()
+    _state.update(blas=None, why=why)
 
 
 def info():

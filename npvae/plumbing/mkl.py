@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npvae.plumbing.openblas import mapped_files
+from npvae.plumbing.openblas import LoadFailure, mapped_files
 
 LP64 = 0  # MKL_INTERFACE_LP64
 SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL
@@ -76,7 +76,7 @@ def load():
         set_interface, set_threading = lib.MKL_Set_Interface_Layer, lib.MKL_Set_Threading_Layer
         lib.cblas_sgemm, lib.cblas_dgemm, lib.MKL_Get_Version_String  # noqa: B018 (exist?)
     except (OSError, AttributeError) as e:
-        return None, f"{path} could not be loaded: {e}"
+        return None, LoadFailure(f"{path} could not be loaded: {e}")
     set_interface.argtypes = set_threading.argtypes = [ctypes.c_int]
     if set_interface(LP64) != LP64:
         return None, f"{path}: MKL already uses another integer interface than LP64"

@@ -20,6 +20,11 @@ def mapped_files():
         return None
 
 
+class LoadFailure(str):
+    """A reason a library is not used that is a failure (it is there but would not load or
+    set up), not an absence: :func:`npvae.plumbing.capabilities` warns about these."""
+
+
 PREFIXES = (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", ""))  # the builds' names
 
 
@@ -126,13 +131,13 @@ def _load_private():
         get_threads = getattr(lib, f"{prefix}openblas_get_num_threads")
         found = PrivateOpenBlas(path, lib, prefix)
     except (OSError, AttributeError) as e:
-        return None, f"{path} could not be loaded: {e}"
+        return None, LoadFailure(f"{path} could not be loaded: {e}")
     # Set after loading: loaded with OPENBLAS_NUM_THREADS=1 instead, concurrent calls from
     # several threads ran at 1-10 GFLOP/s (measured), set now at 360.
     set_threads.argtypes, get_threads.restype = [ctypes.c_int], ctypes.c_int
     set_threads(1)
     if get_threads() != 1:
-        return None, f"{path}: its thread count could not be set to 1"
+        return None, LoadFailure(f"{path}: its thread count could not be set to 1")
     return found, None
 
 

@@ -23,16 +23,17 @@ slower, the same results to an ulp.
 from __future__ import annotations
 
 import ctypes
+import os
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 NO_LOOP = (0, 0, 0)
 _CAPSULE = b"numpy_1.24_ufunc_call_info"
-_found = {}  # (ufunc, dtype as given) -> (loop triple, capsule kept alive: owns auxdata)
+_found = {}  # (ufunc, dtype as given) -> (loop triple, capsule kept alive: owns auxdata, why)
 
 
 def unary_loop(ufunc, dtype):
@@ -44,6 +45,12 @@ def unary_loop(ufunc, dtype):
     return found[0]
 
 
+def why_not(ufunc, dtype):
+    """Why :func:`unary_loop` gives :data:`NO_LOOP` for ``ufunc`` and ``dtype``, or None."""
+    unary_loop(ufunc, dtype)
+    return _found[(ufunc, dtype)][2]
+
+
 def _find(ufunc, dt):
     try:
         _, info = ufunc._resolve_dtypes_and_context((dt, dt))
@@ -51,15 +58,33 @@ def _find(ufunc, dt):
         get = ctypes.pythonapi.PyCapsule_GetPointer
         get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
         base = get(info, _CAPSULE)  # raises ValueError if the layout's name changed
-    except (AttributeError, TypeError, ValueError):
-        return NO_LOOP, None
+    except (AttributeError, TypeError, ValueError) as exc:
+        return NO_LOOP, None, f"NumPy {np.__version__} does not hand out its loops: {exc}"
     words = ctypes.cast(base, ctypes.POINTER(ctypes.c_void_p))
     loop, context, auxdata = words[0], words[1], words[2] or 0
     requires_pyapi = ctypes.cast(base + 3 * ctypes.sizeof(ctypes.c_void_p),
                                  ctypes.POINTER(ctypes.c_ubyte))[0]
     if not loop or not context or requires_pyapi:
-        return NO_LOOP, None
-    return (loop, context, auxdata), info
+        return NO_LOOP, None, f"NumPy's {ufunc.__name__} loop for {dt} needs the GIL"
+    return (loop, context, auxdata), info, None
+
+
+def self_test():
+    """Raise RuntimeError unless NumPy's float32 and float64 ``exp`` loops, called from
+    compiled code, give ``np.exp``'s values bit for bit (contiguous and strided)."""
+    for dt in (np.float32, np.float64):
+        why = why_not(np.exp, dt)
+        if why is not None:
+            raise RuntimeError(why)
+        a = np.linspace(-20, 20, 64, dtype=dt).reshape(4, 16)
+        want = np.exp(a)
+        _exp_in_place(unary_loop(np.exp, dt), a, 16, a.itemsize)
+        strided = np.linspace(-3, 3, 48, dtype=dt)
+        want_strided = np.exp(strided[::3])
+        _exp_in_place(unary_loop(np.exp, dt), strided, 16, 3 * strided.itemsize)
+        if not (np.array_equal(a[0], want[0]) and np.array_equal(strided[::3], want_strided)):
+            raise RuntimeError(f"NumPy's exp loop for {np.dtype(dt)} gave other values "
+                               "than np.exp when called from a kernel")
 
 
 @intrinsic
@@ -91,3 +116,9 @@ def call_unary(typingctx, loop, src, dst, n, stride):
     sig = types.void(types.UniTuple(types.intp, 3), types.intp, types.intp, types.intp,
                      types.intp)
     return sig, codegen
+
+
+@njit(cache=os.environ.get("NPVAE_NUMBA_CACHE", "1") != "0")
+def _exp_in_place(loop, a, n, stride):
+    """``exp`` of ``n`` values of ``a`` from its first one, ``stride`` bytes apart."""
+    call_unary(loop, a.ctypes.data, a.ctypes.data, n, stride)

@@ -1,11 +1,13 @@
 """The training loop: batches, schedules, KL warm-up, validation, early stopping,
 checkpoints, resume, Ctrl-C and divergence handling.
 
-Reproducibility. Five generators drive a run, derived from one seed with
+Reproducibility. Four generators drive a run, derived from one seed with
 ``SeedSequence([seed, 0x6E70]).spawn(5)``: shuffling, reparameterisation noise,
-stochastic binarisation, a fourth that is re-created every epoch so validation always
-sees the same noise, and a fifth that corrupts the encoder's input of a de-noising run
-(``corruption=...``). The same seed on the same machine gives bit-identical parameters.
+stochastic binarisation and, the fifth, the corruption of the encoder's input in a
+de-noising run (``corruption=...``; the fourth is unused). Validation draws its noise from
+a generator re-created every epoch from :data:`npvae.inference.metrics.EVAL_SEED`, so that
+epochs compare and the last one equals ``VAE.score`` and ``npvae eval`` on the same data.
+The same seed on the same machine gives bit-identical parameters.
 
 Resume. A checkpoint holds the parameters, the optimizer state (Adam's m, v, t), the
 RNG states, the epoch and step counters, the history and, mid-epoch, the running sums of
@@ -15,38 +17,46 @@ redraws the same permutation and binary data, skips the steps already taken and
 continues, so a resumed run (from an epoch boundary or from a Ctrl-C mid-epoch) equals an
 uninterrupted one bit for bit, provided the same training settings (``epochs`` too when an
 lr schedule is used).
+
+Data parallelism. With ``comm=`` (an mpi4py communicator) the same loop runs on every rank,
+each on its shard of every batch; :mod:`npvae.training.distributed` holds what differs.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import threading
 import time
 import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from npvae.core import checks as chk
 from npvae.core.optim import SGD, Adam
-from npvae.inference.metrics import elbo_terms
+from npvae.inference.metrics import EVAL_SEED, elbo_terms
+from npvae.training import schema
 from npvae.training.checkpoint import (
+    CHECKPOINT_KIND,
     CheckpointError,
-    check_shapes,
+    likelihood_name,
     load_checkpoint,
+    param_arrays,
+    restore_params,
     save_checkpoint,
 )
 from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
+from npvae.training.distributed import DataParallel, resize_note
+from npvae.training.schedules import LR_SCHEDULES, lr_factor, thread_limits
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
-           "lr_factor", "thread_limits", "CHECKPOINT_KIND"]
+           "lr_factor", "thread_limits", "CHECKPOINT_KIND", "FIT_DEFAULTS"]
 
-CHECKPOINT_KIND = "npvae.VAE"
+# The training defaults of VAE.fit and of `npvae train`: one set, which the CLI reads here
+FIT_DEFAULTS = {"epochs": 24, "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine"}
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
-LR_SCHEDULES = (None, "cosine", "step", "exponential")
 # constructor arguments that change the parameter layout or the noise shape
 STRUCTURE_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "activation",
                   "likelihood", "cond_dim", "dtype", "n_samples")
@@ -62,7 +72,10 @@ class TrainingDiverged(RuntimeError):
 
 class Callback:
     """Base class of training callbacks; override any hook. Set ``trainer.stop_training``
-    to stop after the current step (a checkpoint is written as for Ctrl-C)."""
+    to stop after the current step (a checkpoint is written as for Ctrl-C).
+
+    ``epoch`` counts from 1, as ``record["epoch"]``, ``history_`` and metrics.jsonl do;
+    ``step`` in ``on_step_end`` is the number of steps taken so far (1 after the first)."""
 
     def on_train_begin(self, trainer):
         pass
@@ -80,72 +93,6 @@ class Callback:
         pass
 
 
-def lr_factor(schedule, step, total):
-    r"""Multiplier of the base learning rate at (0-based) ``step`` of ``total`` steps.
-
-    * ``None``: 1.
-    * ``"cosine"``: :math:`\tfrac12 (1 + \cos(\pi t / T))`, from 1 down to 0 at the end.
-    * ``"step"``: 1, then 0.1 from 50 % of the steps, then 0.01 from 75 %.
-    * ``"exponential"``: :math:`0.01^{t/T}`, smoothly down to 1 % at the end.
-    * a callable ``f(step, total) -> factor``.
-    """
-    if schedule is None:
-        return 1.0
-    if callable(schedule):
-        return float(schedule(step, total))
-    frac = step / max(total, 1)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * frac))
-    if schedule == "step":
-        return 1.0 if frac < 0.5 else (0.1 if frac < 0.75 else 0.01)
-    return 0.01 ** frac
-
-
-@contextmanager
-def thread_limits(threads):
-    """Cap BLAS threads (with threadpoolctl, if installed) and Numba threads to ``threads``
-    for the duration of the block; ``None`` changes nothing."""
-    if threads is None:
-        yield
-        return
-    with ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-            stack.enter_context(threadpool_limits(limits=threads))
-        except ImportError:  # BLAS then uses its own default (OMP_NUM_THREADS etc.)
-            pass
-        try:
-            import numba
-            old = numba.get_num_threads()
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            stack.callback(numba.set_num_threads, old)
-        except ImportError:
-            pass
-        yield
-
-
-def _choice(value, argname, choices):
-    if value not in choices:
-        raise ValueError(f"{argname} must be one of {', '.join(map(repr, choices))}, "
-                         f"got {value!r}")
-    return value
-
-
-def param_arrays(model):
-    """``{"params/<name>": array}`` for every named parameter (views, not copies)."""
-    return {f"params/{name}": v for name, v in model.named_parameters().items()}
-
-
-def restore_params(model, arrays, path=None):
-    """Copy ``params/<name>`` arrays into ``model``, raising CheckpointError on any mismatch."""
-    expected = {f"params/{n}": s for n, s in model.params.shapes.items()}
-    check_shapes(arrays, expected, path=path)
-    extra = sorted(k for k in arrays if k.startswith("params/") and k not in expected)
-    if extra:
-        raise CheckpointError(f"{path}: checkpoint has parameters the model lacks: {extra}")
-    model.params.load({k[7:]: arrays[k] for k in expected})
-
-
 class Trainer:
     """Runs :meth:`npvae.training.estimator.VAE.fit`; see that method for every argument.
 
@@ -153,19 +100,20 @@ class Trainer:
     ``"completed"``, ``"early_stopping"``, ``"interrupted"``, ``"callback"`` or ``"diverged"``.
     """
 
-    def __init__(self, model, *, epochs=10, batch_size=128, lr=1e-3, optimizer="adam",
-                 lr_schedule=None, kl_warmup_epochs=0, free_bits=None,
+    def __init__(self, model, *, epochs=FIT_DEFAULTS["epochs"],
+                 batch_size=FIT_DEFAULTS["batch_size"], lr=FIT_DEFAULTS["lr"], optimizer="adam",
+                 lr_schedule=FIT_DEFAULTS["lr_schedule"], kl_warmup_epochs=0, free_bits=None,
                  early_stopping_patience=None, clip_norm=None, weight_decay=0.0, seed=None,
                  threads=None, binarize=None, checkpoint_path=None, checkpoint_every=1,
                  resume=False, progress=True, callbacks=(), corruption=None,
-                 corruption_level=0.3):
+                 corruption_level=0.3, comm=None):
         self.model = model
         self.epochs = chk.positive_int(epochs, "epochs")
         self.batch_size = chk.positive_int(batch_size, "batch_size")
         self.lr = chk.positive_float(lr, "lr")
-        self.optimizer_name = _choice(optimizer, "optimizer", tuple(OPTIMIZERS))
+        self.optimizer_name = chk.choice(optimizer, "optimizer", tuple(OPTIMIZERS))
         if not callable(lr_schedule):
-            _choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+            chk.choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
         self.lr_schedule = lr_schedule
         self.kl_warmup_epochs = chk.nonnegative_float(kl_warmup_epochs, "kl_warmup_epochs")
         self.free_bits = None if free_bits is None else chk.nonnegative_float(free_bits,
@@ -175,23 +123,25 @@ class Trainer:
         self.clip_norm = None if clip_norm is None else chk.positive_float(clip_norm,
                                                                            "clip_norm")
         self.weight_decay = chk.nonnegative_float(weight_decay, "weight_decay")
-        seed = model.seed if seed is None else seed
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = chk.seed(model.seed if seed is None else seed)
         self.threads = None if threads is None else chk.positive_int(threads, "threads")
-        self.binarize = _choice(binarize, "binarize", (None, "stochastic"))
-        _choice(corruption, "corruption", (None, *CORRUPTIONS))
+        self.dist = None  # data-parallel over MPI (npvae.training.distributed)
+        if comm is not None:
+            self.dist = comm if isinstance(comm, DataParallel) else DataParallel(comm)
+            if threads is None:  # one process per core, not every process on every core
+                self.threads = self.dist.default_threads()
+        self.binarize = chk.choice(binarize, "binarize", (None, "stochastic"))
+        chk.choice(corruption, "corruption", (None, *CORRUPTIONS))
         self.corruption = corruption
         self.corruption_level = (None if corruption is None
                                  else check_corruption(corruption, corruption_level)[1])
-        self.checkpoint_path = None if checkpoint_path is None else os.fspath(checkpoint_path)
+        self.checkpoint_path = chk.path_or_none(checkpoint_path, "checkpoint_path")
         self.checkpoint_every = chk.positive_int(checkpoint_every, "checkpoint_every")
+        self.resume = chk.flag(resume, "resume")
         if resume and self.checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path=... (the file to resume from)")
-        self.resume = bool(resume)
-        self.progress = bool(progress)
-        self.callbacks = list(callbacks)
+        self.progress = chk.flag(progress, "progress")
+        self.callbacks = chk.callbacks(callbacks)
         self.stop_training = False
 
     # ------------------------------------------------------------------------- state
@@ -212,7 +162,6 @@ class Trainer:
         ss = np.random.SeedSequence([self.seed, 0x6E70]).spawn(5)  # the first 4 as spawn(4)
         self.rng_shuffle, self.rng_noise, self.rng_binarize = (np.random.default_rng(s)
                                                                for s in ss[:3])
-        self._val_seed = ss[3]
         self.rng_corrupt = np.random.default_rng(ss[4])
         self.epoch = self.step = self.step_in_epoch = 0
         self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
@@ -242,26 +191,71 @@ class Trainer:
                     "binarize": binar, "corrupt": self.rng_corrupt.bit_generator.state},
             "partial": dict(self.partial), "best": dict(self.best),
             "optimizer": {k: v for k, v in sd.items() if not isinstance(v, np.ndarray)},
+            "world_size": self._world_size(),
         }
         return arrays, {**m.config(), "history": self.history, "training": training}
 
+    def _world_size(self):
+        return 1 if self.dist is None else self.dist.size
+
+    @property
+    def is_root(self):
+        """True on MPI rank 0, and without MPI: the process that writes files and shows bars."""
+        return self.dist is None or self.dist.is_root
+
     def _save(self):
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and self.is_root:
             arrays, config = self._state()
             save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
+            self._saved_at = (self.epoch, self.step_in_epoch)
 
-    def _load(self, path):
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND)
-        tr = config.get("training")
-        if tr is None:
+    def _check_resumable(self, meta, path):
+        """Before any array is read: the config describes this model and a valid state."""
+        config = meta["config"]
+        if config.get("training") is None:
             raise CheckpointError(f"{path} holds a saved model without training state, so "
                                   "it cannot be resumed; load it with VAE.load instead")
+        schema.model_kwargs(config, path)
+        schema.check_history(config.get("history", []), path)
+        schema.check_training(config["training"], path)
         mine = self.model.config()
-        diff = [f"{k}: checkpoint {config.get(k)!r}, model {mine[k]!r}"
+        config = {**config, "likelihood": likelihood_name(config)}  # either form: by name
+        mine["likelihood"] = likelihood_name(mine)
+        diff = [f"{k}: checkpoint {config.get(k)!r:.40}, model {mine[k]!r}"
                 for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
         if diff:
             raise CheckpointError(f"{path} was written by a different model; "
                                   + "; ".join(diff))
+        core = self.model._model() if hasattr(self.model, "_model") else self.model
+        schema.check_manifest_fits(core, meta, path)
+
+    def _read(self, path):
+        """``(arrays, config)`` of the checkpoint at ``path``, or None if there is no file;
+        its config is checked (:meth:`_check_resumable`) before any array is read."""
+        if not os.path.exists(path):
+            return None
+        return load_checkpoint(path, kind=CHECKPOINT_KIND,
+                               check=lambda meta: self._check_resumable(meta, path))[:2]
+
+    def _load(self, path):
+        """Resume from ``path`` if it exists (under MPI: rank 0 reads, every rank restores)."""
+        if self.dist is not None:
+            self.dist.resume(path, lambda: self._read(path), self._restore)
+        elif os.path.exists(path):
+            self._restore(*self._read(path), path)
+
+    def _restore(self, arrays, config, path):
+        try:
+            self._restore_state(arrays, config, path)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            if isinstance(exc, CheckpointError) or "resume with the same" in str(exc):
+                raise
+            raise CheckpointError(f"{path}: its training state cannot be restored "
+                                  f"({' '.join(str(exc).split())}); the file is damaged") \
+                from None
+
+    def _restore_state(self, arrays, config, path):
+        tr = config["training"]
         restore_params(self.model, arrays, path)
         old = tr["settings"]
         if old["optimizer"] != self.optimizer_name:
@@ -277,6 +271,9 @@ class Trainer:
         if changed:
             warnings.warn(f"resuming {path} with different {', '.join(changed)}; the run "
                           "will not reproduce an uninterrupted one", stacklevel=4)
+        if tr.get("world_size", 1) != self._world_size():
+            warnings.warn(f"{path}: {resize_note(tr.get('world_size', 1), self._world_size())}",
+                          stacklevel=4)
         self.seed = int(tr["seed"])
         self._reset()
         state = {**tr["optimizer"], **{k[6:]: a for k, a in arrays.items()
@@ -292,33 +289,38 @@ class Trainer:
         self.best_params = arrays.get("train/best_params")
         self.history = list(config.get("history", []))
         self.finished = tr.get("finished")
+        self._saved_at = (self.epoch, self.step_in_epoch)
 
     # --------------------------------------------------------------------------- fit
     def fit(self, X, y=None, validation_data=None, *, reinit=True):
         """Train ``self.model`` on ``X`` (and metadata ``y``); return the history."""
         m = self.model
-        x0 = chk.as_data(X, m.dtype, "X")
+        x0 = chk.as_data(X, chk.float_dtype(m.dtype), "X")  # the dtype may be unchecked yet
         val = self._validation(validation_data)
         if self.patience is not None and val is None:
             raise ValueError("early_stopping_patience needs validation_data=(X_val,) or "
                              "(X_val, y_val)")
         if reinit or m.params is None:
-            m.build(x0.shape[1])
-        X = m._check_x(x0, "X")
-        y = m._check_y(y, X.shape[0], "y")
+            m.build(x0.shape[1])  # the model's own memory is checked as it is built
+        core = m._model() if hasattr(m, "_model") else m  # a VAE holds a VAEModel
+        core.check_memory(core.input_dim, min(self.batch_size, x0.shape[0]))
+        X, y = m.check_input(x0, y, x_name="X")
         if val is not None:
-            xv = m._check_x(val[0], "X_val")
-            val = (xv, m._check_y(val[1], xv.shape[0], "y_val"))
+            val = m.check_input(val[0], val[1], x_name="X_val", y_name="y_val")
         if self.binarize and (X.min() < 0 or X.max() > 1):
             raise ValueError("binarize='stochastic' draws Bernoulli(X) and needs X in [0, 1]")
         self._reset()
-        if self.resume and os.path.exists(self.checkpoint_path):
-            self._load(self.checkpoint_path)
+        self._saved_at = None
+        with self._collective():
+            if self.dist is not None:  # same data and settings everywhere, rank 0's weights
+                self.dist.setup(self, X, y, val)
+            if self.resume:
+                self._load(self.checkpoint_path)
         if val is not None and self.binarize:  # binarised once, so epochs are comparable
             rb = np.random.default_rng(np.random.SeedSequence([self.seed, 0x6E70, 1]))
             val = ((rb.random(val[0].shape, dtype=m.dtype) < val[0]).astype(m.dtype), val[1])
         self.stop_training, self._signal = False, None
-        with thread_limits(self.threads), self._signal_guard():
+        with thread_limits(self.threads), self._signal_guard(), self._collective(signals=True):
             self._call("on_train_begin")
             try:
                 self._run(X, y, val)
@@ -337,6 +339,19 @@ class Trainer:
             raise ValueError("validation_data must be (X_val,) or (X_val, y_val)")
         xv, yv = (list(validation_data) + [None])[:2]
         return xv, (yv if self.model.cond_dim else None)
+
+    def _collective(self, signals=False):
+        """Under MPI: abort all ranks on an exception raised on one (see DataParallel.guard);
+        with ``signals``, the ranks agree on Ctrl-C / SIGTERM. Without MPI: nothing."""
+        if self.dist is None:
+            return nullcontext()
+        return self.dist.guard(signals, agreed=(TrainingDiverged,))
+
+    def _stop_requested(self):
+        """A signal or a callback asked to stop; under MPI, what the ranks last agreed."""
+        if self.dist is not None:
+            return self.dist.stop_agreed
+        return self._signal is not None or self.stop_training
 
     def _call(self, hook, *args):
         for cb in self.callbacks:
@@ -374,14 +389,24 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h if h is not None else signal.SIG_DFL)
 
-    def _diverge(self, snapshot, what):
+    def _diverge(self, snapshot, what, at_epoch_end=False):
         self.model.params.data[...] = snapshot[0]
         self.opt.load_state_dict(snapshot[1])
         self.finished = self.stop_reason = "diverged"
-        where = (f"the last good checkpoint {self.checkpoint_path!r} is untouched"
-                 if self.checkpoint_path else "no checkpoint was written")
+        saved = getattr(self, "_saved_at", None)
+        if self.checkpoint_path is None:
+            where = "no checkpoint was asked for (checkpoint_path=None)"
+        elif saved is None or not os.path.exists(self.checkpoint_path):
+            where = f"no checkpoint had been written yet to {self.checkpoint_path!r}"
+        else:
+            at = f"after epoch {saved[0]}" + (f", step {saved[1]} of epoch {saved[0] + 1}"
+                                              if saved[1] else "")
+            where = (f"the last good checkpoint {self.checkpoint_path!r} ({at}) is kept "
+                     "unchanged")
+        when = (f"at the end of epoch {self.epoch + 1} (after step {self.step})"
+                if at_epoch_end else f"at epoch {self.epoch + 1}, step {self.step + 1}")
         raise TrainingDiverged(
-            f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: {what}. The "
+            f"training diverged {when}: {what}. The "
             f"model was rolled back to the start of epoch {self.epoch + 1}; {where}. Lower "
             "lr, set clip_norm=..., or check the data scale")
 
@@ -397,16 +422,23 @@ class Trainer:
             self.epoch, self.step_in_epoch = e + 1, 0
             if self.patience is not None:
                 self._early_stopping(rec)
-            self._call("on_epoch_end", e, rec)
+            self._call("on_epoch_end", e + 1, rec)  # 1-based, as rec["epoch"]
+            if self.dist is not None:  # every rank stops after the same epoch, or none
+                self.dist.check_in_sync(self, f"the end of epoch {e + 1}", agree=True)
             if self._signal is not None or self.stop_training:
                 self.stop_reason = "interrupted" if self._signal is not None else "callback"
             elif self.finished == "early_stopping":
                 self.stop_reason = "early_stopping"
-            if (self.epoch == self.epochs or self.stop_reason != "completed"
-                    or self.epoch % self.checkpoint_every == 0):
+            saved = (self.epoch == self.epochs or self.stop_reason != "completed"
+                     or self.epoch % self.checkpoint_every == 0)
+            if saved:
                 self._save()
-            if self._signal is not None:  # marked after saving: a resume must not see it
-                rec["interrupted"] = True
+            if self._signal is not None and self.stop_reason == "completed":
+                # the signal came during the callbacks or the save: the epoch is complete
+                # (never marked interrupted); stop here, with a checkpoint of this boundary
+                self.stop_reason = "interrupted"
+                if not saved:
+                    self._save()
 
     def _epoch(self, X, y, val, spe):
         """Run (the rest of) one epoch; return its record, or None if it was cut short."""
@@ -420,24 +452,28 @@ class Trainer:
         if self.step_in_epoch == 0:
             self.partial = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "rows": 0, "seconds": 0.0}
         snapshot = (m.params.data.copy(), self.opt.state_dict())  # the rollback target
-        self._call("on_epoch_begin", e)
+        self._call("on_epoch_begin", e + 1)
         p, t0 = self.partial, time.perf_counter() - self.partial["seconds"]
         bar = tqdm(total=spe, initial=self.step_in_epoch, desc=f"epoch {e + 1}/{self.epochs}",
-                   unit="step", disable=not self.progress, leave=True)
+                   unit="step", disable=not (self.progress and self.is_root), leave=True)
         with bar:
             for b in range(self.step_in_epoch, spe):
-                idx = perm[b * bs:(b + 1) * bs]
-                yb = None if y is None else np.take(y, idx, axis=0)
+                idx = mine = perm[b * bs:(b + 1) * bs]
+                if self.dist is not None:  # this rank's shard of the global batch
+                    mine = idx[self.dist.shard(len(idx))]
+                yb = None if y is None else np.take(y, mine, axis=0)
                 beta = m.beta * (min(1.0, self.step / warm) if warm > 0 else 1.0)
                 lr = self.opt.lr = self.lr * lr_factor(self.lr_schedule, self.step, total)
-                xb, target = np.take(X, idx, axis=0), None
+                xb, target = np.take(X, mine, axis=0), None
                 if self.corruption is not None:  # encode a corrupted copy, score the clean one
-                    xb, target = corrupt(xb, self.corruption, self.corruption_level,
-                                         self.rng_corrupt), xb
+                    xb, target = self._corrupt(X, idx, xb), xb
+                kw = {"beta": beta, "free_bits": self.free_bits, "target": target,
+                      "check_input": False}
                 try:  # the step the benchmark times; a non-finite loss makes no update
-                    loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, beta=beta,
-                                               free_bits=self.free_bits, target=target,
-                                               check_input=False)
+                    if self.dist is None:
+                        loss, parts = m.train_step(xb, self.opt, yb, rng=self.rng_noise, **kw)
+                    else:  # the global batch's loss, on every rank
+                        loss, parts = self.dist.train_step(self, xb, yb, len(idx), **kw)
                 except FloatingPointError as exc:
                     self._diverge(snapshot, str(exc))
                 self.step += 1
@@ -450,7 +486,7 @@ class Trainer:
                 if self.progress:
                     bar.set_postfix({k: f"{p[k] / p['rows']:.4g}" for k in ("loss", "recon", "kl")},
                                     refresh=False)
-                if self._signal is not None or self.stop_training:
+                if self._stop_requested():
                     break
             p["seconds"] = time.perf_counter() - t0
             if self.step_in_epoch < spe:
@@ -460,11 +496,29 @@ class Trainer:
                 self.history = self.history + [rec]
                 return None
             if not np.all(np.isfinite(m.params.data)):  # never checkpoint NaN weights
-                self._diverge(snapshot, "the parameters became NaN or inf")
-            rec = self._record(e, beta, lr, val)
+                self._diverge(snapshot, "the parameters became NaN or inf", True)
+            try:
+                rec = self._record(e, beta, lr, val)
+            except (ValueError, FloatingPointError):  # the forward's checks met NaN/inf
+                self._diverge(snapshot, "the validation pass met NaN or inf (the weights are "
+                              "finite but so large that the networks' outputs overflow)", True)
+            bad = [k for k in ("train_loss", "val_loss") if rec[k] is not None
+                   and not np.isfinite(rec[k])]
+            if bad:
+                self._diverge(snapshot, f"{' and '.join(bad)} became {rec[bad[0]]} (the "
+                              "weights are finite but too large)", True)
             bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("train_loss", "val_loss")
                              if rec[k] is not None}, refresh=True)
         return rec
+
+    def _corrupt(self, X, idx, xb):
+        """The corrupted copy of the batch ``xb``; under MPI drawn for the whole global
+        batch ``idx`` (so every P draws the same) and cut to this rank's shard."""
+        if self.dist is None:
+            return corrupt(xb, self.corruption, self.corruption_level, self.rng_corrupt)
+        whole = corrupt(np.take(X, idx, axis=0), self.corruption, self.corruption_level,
+                        self.rng_corrupt)
+        return whole[self.dist.shard(len(idx))]
 
     def _record(self, e, beta, lr, val):
         p = self.partial
@@ -472,10 +526,13 @@ class Trainer:
         rec = {"epoch": e + 1, "train_loss": p["loss"] / r, "train_recon": p["recon"] / r,
                "train_kl": p["kl"] / r, "val_loss": None, "val_recon": None, "val_kl": None,
                "beta": float(beta), "lr": float(lr), "seconds": p["seconds"]}
-        if val is not None:
+        if val is not None and self.dist is not None:  # sharded over the ranks
+            recon, kl, loss = self.dist.validation(self.model, val, EVAL_SEED)
+            rec.update(val_recon=recon, val_kl=kl, val_loss=loss)
+        elif val is not None:
             m = self.model
             recon, kl = elbo_terms(m, val[0], val[1], n_samples=m.n_samples,
-                                   rng=np.random.default_rng(self._val_seed))
+                                   rng=np.random.default_rng(EVAL_SEED))
             rec.update(val_recon=float(recon.mean()), val_kl=float(kl.mean()),
                        val_loss=float(np.mean(recon + m.beta * kl)))
         return rec
