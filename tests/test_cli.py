@@ -157,6 +157,30 @@ def test_eval_json(run, capsys):
     assert "active units" in capsys.readouterr().out
 
 
+def test_eval_ais(run, capsys, monkeypatch):
+    """--ais adds AIS log p(x), ELBO(q*) and both gaps, to the text and to --json. (q*'s
+    convergence is tested in test_inference_qstar.py; here its steps are capped.)"""
+    import functools
+
+    from npvae.inference import qstar
+
+    monkeypatch.setattr(qstar, "optimise_qstar",
+                        functools.partial(qstar.optimise_qstar, max_steps=150))
+    args = ["eval", run, "-k", "5", "--ais", "--ais-steps", "20", "--ais-chains", "4",
+            "--ais-examples", "6"]
+    assert main([*args, "--json"]) == 0
+    a = json.loads(capsys.readouterr().out)["ais"]
+    assert a["examples"] == 6 and a["steps"] == 20 and a["chains"] == 4
+    assert a["amortisation_gap"] == pytest.approx(a["elbo_qstar"] - a["elbo"])
+    assert a["approximation_gap"] == pytest.approx(a["log_px"] - a["elbo_qstar"], abs=1e-9)
+    assert a["elbo"] < a["log_px"] and np.isfinite(a["stderr"])
+    assert set(a["seconds"]) == {"elbo", "qstar", "ais"}
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "amortisation gap" in out and "log p(x) AIS" in out
+    assert main(["eval", run, "--ais-steps", "1"]) == 2
+
+
 def test_eval_elbo_is_the_one_training_printed(run, capsys):
     # the same noise (metrics.EVAL_SEED) in training's validation, npvae eval and VAE.score
     final = json.loads(open(os.path.join(run, "metrics.jsonl")).readlines()[-1])

@@ -391,3 +391,76 @@ def test_iwae_weights_reference_is_log_sum_exp_over_each_bound():
             total += scipy.special.logsumexp(a) - np.log(k)
     assert bound == pytest.approx(total, rel=1e-12)
     assert (nll_sum, ratio_sum) == pytest.approx((nll.sum(), ratio.sum()), rel=1e-12)
+
+
+# ------------------------------------------------------------------- samplers over z
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("per_point", [True, False])
+@given(n=batch, chains=st.integers(1, 3), z=st.integers(1, 5), seed=seeds,
+       beta=st.floats(0, 1))
+def test_sampler_kernels(dtype, per_point, n, chains, z, seed, beta):
+    """normal_log_density, leapfrog_kick, leapfrog_drift and leapfrog_kick_drift: numba
+    against the reference, and the reference against an explicit loop over rows r (point
+    r % N)."""
+    rng = np.random.default_rng(seed)
+    r, m = chains * n, n if per_point else 1
+    zs, v, g1, g2 = (rng.standard_normal((r, z)).astype(dtype) for _ in range(4))
+    mu = rng.standard_normal((m, z)).astype(dtype)
+    iv = rng.random((m, z)).astype(dtype) + 0.1
+    const = rng.standard_normal(m)
+    step = (rng.random((n, z)) + 0.1).astype(dtype)
+    out = [np.full(r, np.nan) for _ in range(2)]
+    grad = [np.full((r, z), np.nan, dtype) for _ in range(2)]
+    NB.normal_log_density(zs, mu, iv, const, out[0], grad[0])
+    REF.normal_log_density(zs, mu, iv, const, out[1], grad[1])
+    close(out[0], out[1], dtype, n_terms=z)
+    close(grad[0], grad[1], dtype)
+    kick = [v.copy(), v.copy()]
+    NB.leapfrog_kick(kick[0], g1, g2, beta, step)
+    REF.leapfrog_kick(kick[1], g1, g2, beta, step)
+    close(kick[0], kick[1], dtype, n_terms=3)
+    drift = [zs.copy(), zs.copy()]
+    NB.leapfrog_drift(drift[0], v, step)
+    REF.leapfrog_drift(drift[1], v, step)
+    close(drift[0], drift[1], dtype, n_terms=2)
+    # the fused pass equals a kick, then a drift with the kicked v (half and full steps)
+    half = (0.5 * step).astype(dtype)
+    fz, fv = [zs.copy(), zs.copy()], [v.copy(), v.copy()]
+    NB.leapfrog_kick_drift(fz[0], fv[0], g1, g2, beta, half, step)
+    REF.leapfrog_kick_drift(fz[1], fv[1], g1, g2, beta, half, step)
+    sep_z, sep_v = zs.copy(), v.copy()
+    NB.leapfrog_kick(sep_v, g1, g2, beta, half)
+    NB.leapfrog_drift(sep_z, sep_v, step)
+    np.testing.assert_array_equal(fv[0], sep_v)
+    np.testing.assert_array_equal(fz[0], sep_z)
+    close(fz[0], fz[1], dtype, n_terms=5)
+    close(fv[0], fv[1], dtype, n_terms=3)
+    zz, vv, gg1, gg2, mm, ii = (a.astype(np.float64) for a in (zs, v, g1, g2, mu, iv))
+    tol = 10 * RTOL[dtype]
+    for i in range(r):
+        a, e = i % m, step[i % n].astype(np.float64)
+        d = zz[i] - mm[a]
+        np.testing.assert_allclose(out[1][i], const[a] - 0.5 * np.sum(d * d * ii[a]),
+                                   rtol=tol * z, atol=tol * z)
+        np.testing.assert_allclose(kick[1][i], vv[i] + e * (gg1[i] + beta * gg2[i]),
+                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(drift[1][i], zz[i] + e * vv[i], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(r=batch, c=width, seed=seeds)
+def test_select_rows_takes_only_the_masked_rows(dtype, r, c, seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random(r) < 0.5
+    src = rng.standard_normal((r, c)).astype(dtype)
+    src[~mask] = np.nan  # what a rejected proposal may hold
+    old = rng.standard_normal((r, c)).astype(dtype)
+    dst = [old.copy(), old.copy()]
+    NB.select_rows(dst[0], src, mask)
+    REF.select_rows(dst[1], src, mask)
+    np.testing.assert_array_equal(dst[0], dst[1])
+    np.testing.assert_array_equal(dst[0][mask], src[mask])
+    np.testing.assert_array_equal(dst[0][~mask], old[~mask])
+    col = old[:, :1].copy()  # a 1-D array as a column view, as Point.take passes it
+    NB.select_rows(col, src[:, :1], mask)
+    assert np.all(np.isfinite(col))

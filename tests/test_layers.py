@@ -261,3 +261,40 @@ def test_layer_argument_errors():
         Dense(2, 3, "swish")
     with pytest.raises(ValueError, match="at least input and output"):
         MLP([4])
+
+
+# ------------------------------------------------------------------ input-only backward
+@given(
+    sizes=st.lists(st.integers(1, 5), min_size=2, max_size=5),
+    n=batch, act=st.sampled_from(["tanh", "softplus", "sigmoid", "elu", "identity", "relu"]),
+    seed=seeds,
+)
+def test_mlp_backward_input_matches_backward_and_leaves_the_gradients(sizes, n, act, seed):
+    """backward_input gives backward's dx, passes a central-difference check, and writes
+    nothing into the parameter-gradient buffer."""
+    mlp = MLP(sizes, act, name="m")
+    params = ParamBuffer(mlp.param_shapes(), np.float64)
+    mlp.bind(params)
+    rng = np.random.default_rng(seed)
+    mlp.initialize(rng)
+    params.data[...] += 0.3 * rng.standard_normal(params.size)  # nonzero biases
+    x = rng.standard_normal((n, sizes[0]))
+    if act == "relu":
+        pre, h = [], x
+        for layer in mlp.layers:
+            pre.append(h @ layer.W + layer.b)
+            h = layer.act.forward(pre[-1])
+        assume(all(np.min(np.abs(a)) > 1e-3 for a in pre[:-1]))
+    ws = mlp.workspace(n, np.float64)
+    u = rng.standard_normal((n, sizes[-1]))
+    mlp.forward(x, ws)
+    params.grad[...] = 7.0
+    dx = mlp.backward_input(u.copy(), x, ws).copy()
+    assert np.all(params.grad == 7.0)
+    mlp.forward(x, ws)
+    np.testing.assert_allclose(dx, mlp.backward(u.copy(), x, ws), rtol=1e-12, atol=1e-14)
+
+    def f(x_):
+        return mlp.forward(x_, mlp.workspace(n, np.float64)).copy()
+
+    assert rel_error(dx, numerical_vjp(f, x.copy(), u)) <= TOL

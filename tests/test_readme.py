@@ -28,3 +28,17 @@ def test_gradcheck_example_runs():
         exec(block, {"__name__": "__readme__"})
     errors = eval(out.getvalue())
     assert errors and max(errors.values()) < 1e-6
+
+
+def test_inference_example_runs():
+    """The posterior-inference snippet: its bounds come out ordered."""
+    block = next(b for b in python_blocks() if "sample_posterior" in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(block, {"__name__": "__readme__"})
+    text = out.getvalue()
+    assert "(5, 2) (5, 2, 2) (5, 2) True" in text, text
+    elbo, log_px = (float(v) for v in re.findall(r"ELBO\(q\*\) (\S+) <= log p\(x\) (\S+)",
+                                                 text)[0])
+    lo, hi = (float(v) for v in re.findall(r"BDMC: (\S+) <= log p\(x\) <= (\S+)", text)[0])
+    assert elbo < log_px and lo < hi + 0.5

@@ -388,6 +388,8 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
            "posterior_mean_variance": [float(v) for v in var],
            "kl_per_dimension": [float(v) for v in kl_dim],
            "seconds": time.perf_counter() - t0}
+    if args.ais:
+        res["ais"] = _posterior_inference(args, model, x_test, y, rng)
     if args.json:
         print(json.dumps(res))
         return 0
@@ -398,7 +400,45 @@ def eval(args, callbacks=()):  # noqa: A001 - the command's name
           f"log p(x)       {res['log_likelihood']:.3f} nats   (IWAE estimate, k={args.k})\n"
           f"active units   {active} of {model.latent_dim}   (Var_x E[z_j|x] > 0.01)\n"
           f"KL per z_j     " + " ".join(f"{v:.2f}" for v in kl_dim))
+    a = res.get("ais")
+    if a:
+        t = a["seconds"]
+        print(f"on the first {a['examples']} test examples:\n"
+              f"  ELBO(q)        {a['elbo']:.3f} nats   (the encoder; {t['elbo']:.1f} s)\n"
+              f"  ELBO(q*)       {a['elbo_qstar']:.3f} nats   (a Gaussian fitted per "
+              f"example; {t['qstar']:.1f} s)\n"
+              f"  log p(x) AIS   {a['log_px']:.3f} +- {a['stderr']:.3f} nats   "
+              f"(T={a['steps']}, {a['chains']} chains, acceptance {a['accept']:.2f}; "
+              f"{t['ais']:.1f} s)\n"
+              f"  amortisation gap   ELBO(q*) - ELBO(q)  = {a['amortisation_gap']:.3f} nats\n"
+              f"  approximation gap  log p(x) - ELBO(q*) = {a['approximation_gap']:.3f} nats")
     return 0
+
+
+def _posterior_inference(args, model, x, y, rng):
+    """AIS log p(x), ELBO(q*) and the two gaps on the first ``--ais-examples`` rows."""
+    from npvae.inference.ais import ais
+    from npvae.inference.metrics import elbo_terms
+    from npvae.inference.qstar import optimise_qstar
+
+    n = len(x) if args.ais_examples == 0 else min(args.ais_examples, len(x))
+    x, y = x[:n], None if y is None else y[:n]
+    t0 = time.perf_counter()
+    elbo = -np.add(*elbo_terms(model, x, y, n_samples=100, rng=rng))
+    t1 = time.perf_counter()
+    q = optimise_qstar(model, x, y, n_eval=100, rng=rng, progress=True)
+    t2 = time.perf_counter()
+    a = ais(model, x, y, n_steps=args.ais_steps, chains=args.ais_chains, rng=rng,
+            progress=True)
+    t3 = time.perf_counter()
+    log_px, se = a.mean()
+    return {"examples": n, "steps": args.ais_steps, "chains": args.ais_chains,
+            "log_px": log_px, "stderr": se, "accept": float(a.accept.mean()),
+            "elbo": float(elbo.mean()), "elbo_qstar": float(q.elbo.mean()),
+            "amortisation_gap": float((q.elbo - elbo).mean()),
+            "approximation_gap": float((a.log_px - q.elbo).mean()),
+            "qstar_converged": float(q.converged.mean()),
+            "seconds": {"elbo": t1 - t0, "qstar": t2 - t1, "ais": t3 - t2}}
 
 
 # ----------------------------------------------------------------------------- info

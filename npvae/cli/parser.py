@@ -276,7 +276,7 @@ def build_parser():
     r.set_defaults(func="reconstruct")
 
     e = sub.add_parser("eval", help=(
-        "test ELBO, importance-weighted log-likelihood, active units"),
+        "test ELBO, importance-weighted log-likelihood, active units; --ais: AIS, q*, gaps"),
                        description="Evaluate a model on the test split: the ELBO and its "
                        "parts (reconstruction -E_q[log p(x|z)] and KL), the importance-"
                        "weighted estimate of log p(x) with k samples (a tighter lower bound), "
@@ -291,6 +291,21 @@ def build_parser():
         "seed of the noise (default: the fixed evaluation seed that training's validation "
         "uses, so that on the run's test split the ELBO is the one `npvae train` printed)"))
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    g = e.add_argument_group(
+        "posterior inference beyond the encoder (slower)",
+        "--ais adds, on the first --ais-examples test examples: log p(x) by annealed "
+        "importance sampling (AIS, from the prior to the posterior, HMC moves), ELBO(q*) of "
+        "a Gaussian fitted to each example by itself (q*), and the two gaps: amortisation "
+        "ELBO(q*) - ELBO(q), what a better encoder could win, and approximation "
+        "log p(x) - ELBO(q*), the price of a diagonal Gaussian. Time grows with examples x "
+        "steps x chains.")
+    g.add_argument("--ais", action="store_true", help="run AIS and q* (see above)")
+    g.add_argument("--ais-steps", type=_int(2), default=500, metavar="T", help=(
+        "intermediate distributions of AIS; more is tighter (default: 500)"))
+    g.add_argument("--ais-chains", type=_int(2), default=16, metavar="K",
+                   help="AIS chains per example (default: 16)")
+    g.add_argument("--ais-examples", type=_int(0), default=100, metavar="N", help=(
+        "test examples for AIS and q* (default: 100; 0: all)"))
     e.set_defaults(func="eval")
 
     i = sub.add_parser("info", help=(

@@ -37,6 +37,7 @@ class Dense:
         self.name = name
         self.W = self.b = self.dW = self.db = None
         self._params = None  # the ParamBuffer of bind()
+        self._db_scratch = None
 
     def param_shapes(self):
         """Names and shapes this layer needs in the parameter buffer."""
@@ -124,6 +125,28 @@ class Dense:
             k.matmul(x.T, dy, self.dW)  # (in, out)
         if not need_dx:
             return None
+        if dx is None:
+            dx = np.empty((dy.shape[0], self.n_in), dtype=dy.dtype)
+        return k.matmul(dy, self.W.T, dx)  # (N, in)
+
+    def backward_input(self, dy, x, y, dx=None, kernels=None, pre=None):
+        r"""Return only the input gradient :math:`\partial x = (dy \odot f'(a)) W^\top`.
+
+        For gradients with respect to the *input* of a fixed network (a sampler's
+        :math:`\nabla_z \log p(x|z)` through the decoder): the activation backward and one
+        GEMM, no ``dW``/``db`` and nothing written into the model's gradient buffer.
+        ``dy`` is overwritten with :math:`\delta = dy \odot f'(a)`. ``f'(a)`` comes from
+        ``y``, or from ``pre`` (recomputed from ``x`` if not given) for an activation that
+        ``needs_pre``, as in :meth:`backward`.
+        """
+        k = kernels or get_kernels()
+        act = self.act
+        if act.code != 0:  # identity: delta = dy
+            if act.needs_pre:
+                y = pre if pre is not None else self._preactivation(x, k)
+            if self._db_scratch is None or self._db_scratch.dtype != dy.dtype:
+                self._db_scratch = np.empty(self.n_out, dy.dtype)  # act_backward's bias sum
+            k.act_backward(dy, y, act.code, act.param, self._db_scratch)
         if dx is None:
             dx = np.empty((dy.shape[0], self.n_in), dtype=dy.dtype)
         return k.matmul(dy, self.W.T, dx)  # (N, in)
@@ -220,4 +243,18 @@ class MLP:
             else:
                 g = layer.backward(g, inp, outs[i], grads[i] if want else None, want, kernels,
                                    False, pres[i])
+        return g
+
+    def backward_input(self, dy, x, ws, kernels=None, out=None):
+        """Backpropagate ``dy`` (overwritten) to the network's input only, after
+        :meth:`forward` filled ``ws``: :meth:`Dense.backward_input` layer by layer, one
+        GEMM each, no parameter gradients. Returns the input gradient, shape of ``x``,
+        written into ``out`` if given, else ``ws["grads"][0]``."""
+        outs, grads = ws["outs"], ws["grads"]
+        pres = ws.get("pres") or [None] * len(self.layers)
+        g = dy
+        for i in range(len(self.layers) - 1, -1, -1):
+            dx = grads[i] if i or out is None else out
+            g = self.layers[i].backward_input(g, x if i == 0 else outs[i - 1], outs[i], dx,
+                                              kernels, pres[i])
         return g

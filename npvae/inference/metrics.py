@@ -58,7 +58,7 @@ def _decode_nll(model, z, x, y):
     return model.likelihood.nll(out, x.astype(np.float64)).reshape(s, n)
 
 
-def elbo_terms(model, X, y=None, *, n_samples=1, rng=None):
+def elbo_terms(model, X, y=None, *, n_samples=1, rng=None, mu=None, logvar=None):
     """Per-example reconstruction term and KL of the ELBO.
 
     Parameters
@@ -73,6 +73,9 @@ def elbo_terms(model, X, y=None, *, n_samples=1, rng=None):
         :func:`iwae_log_likelihood`, so memory does not grow with ``n_samples``.
     rng : numpy.random.Generator or int, optional
         Source of the noise (default: the model's generator).
+    mu, logvar : array_like (N, Z), optional
+        The Gaussian q(z|x) to score instead of the encoder's (a per-point optimised q*,
+        see :mod:`npvae.inference.qstar`); give both or neither.
 
     Returns
     -------
@@ -86,17 +89,26 @@ def elbo_terms(model, X, y=None, *, n_samples=1, rng=None):
     n_samples = chk.positive_int(n_samples, "n_samples")
     rng = _rng(rng, model)
     n, d = X.shape
+    if (mu is None) != (logvar is None):
+        raise ValueError("pass both mu and logvar (the posterior to score), or neither")
+    if mu is not None:
+        shape = (n, model.latent_dim)
+        mu, logvar = (np.asarray(a, np.float64) for a in (mu, logvar))
+        if mu.shape != shape or logvar.shape != shape:
+            raise ValueError(f"mu and logvar must have shape {shape}, got {mu.shape} and "
+                             f"{logvar.shape}")
     recon, kl = np.empty(n), np.empty(n)
     for start in range(0, n, _ROWS):
         s = slice(start, min(start + _ROWS, n))
-        xb, yb = X[s], None if y is None else y[s]
-        mu, lv = model.encode(xb, yb)
-        kl[s] = _kl_terms(mu, lv).sum(axis=1)
-        std, nb, total = np.exp(0.5 * lv.astype(np.float64)), xb.shape[0], 0.0
-        kc = max(1, _MAX_ELEMENTS // (nb * d))  # samples per chunk, as iwae_log_likelihood
-        for k0 in range(0, n_samples, kc):  # the same draws as one (S, n, Z) array
-            eps = rng.standard_normal((min(kc, n_samples - k0), *mu.shape))
-            total = total + _decode_nll(model, mu + std * eps, xb, yb).sum(axis=0)
+        xs, ys = X[s], None if y is None else y[s]
+        m, lv = model.encode(xs, ys) if mu is None else (mu[s], logvar[s])
+        kl[s] = _kl_terms(m, lv).sum(axis=1)
+        std, nb = np.exp(0.5 * lv.astype(np.float64)), xs.shape[0]
+        total = np.zeros(nb)
+        kc = max(1, _MAX_ELEMENTS // (nb * d))  # samples per decoder pass; the draws
+        for k0 in range(0, n_samples, kc):  # come out in the same order as in one pass
+            eps = rng.standard_normal((min(kc, n_samples - k0), *m.shape))
+            total += _decode_nll(model, m + std * eps, xs, ys).sum(axis=0)
         recon[s] = total / n_samples
     return recon, kl
 

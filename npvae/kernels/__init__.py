@@ -38,7 +38,8 @@ KERNEL_NAMES = (
     "matmul", "bias_act", "act_backward", "sample_kl", "sample_kl_backward", "bernoulli_nll",
     "gaussian_nll", "bernoulli_nll_rows", "gaussian_nll_rows", "sigmoid", "adam_step",
     "adam_step_outer", "sgd_step", "sum_squares", "iwae_weights", "iwae_backward",
-    "bias_act_pre",
+    "bias_act_pre", "normal_log_density", "leapfrog_kick", "leapfrog_drift",
+    "leapfrog_kick_drift", "select_rows",
 )
 _loaded = {}
 
@@ -151,6 +152,13 @@ def warmup(dtypes=("float32", "float64")):
         w = np.zeros((2, 4), dtype=dt)
         k.adam_step_outer(w, a, a, w.copy(), w.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0.0)
         k.sum_squares(p)
+        zz, c1, r1 = a[:, :2].copy(), np.zeros(1), np.zeros(2)
+        k.normal_log_density(zz, zz[:1], zz[:1], c1, r1, zz.copy())
+        k.leapfrog_kick(zz, zz.copy(), zz.copy(), 0.5, zz[:1].copy())
+        k.leapfrog_drift(zz, zz.copy(), zz[:1].copy())
+        k.leapfrog_kick_drift(zz, zz.copy(), zz.copy(), zz.copy(), 0.5, zz[:1].copy(),
+                              zz[:1].copy())
+        k.select_rows(zz, zz.copy(), np.ones(2, bool))
         # a dense layer's three products: x @ W, x.T @ dy, dy @ W.T (the MKL kernel, if
         # used, compiles once per operand layout)
         out = np.zeros((4, 4), dtype=dt)
