@@ -167,8 +167,8 @@ def blas_pool_status():
 
     pool = get_kernels("numba").blas_pool
     gemm = gemm_info("numba")
-    gemm = (f"npvae's GEMMs: {gemm['detail']}" if gemm["provider"] == "mkl" else
-            f"npvae's GEMMs: NumPy's BLAS (MKL not used: {gemm['why']})")
+    gemm = (f"npvae's GEMMs: {gemm['provider']} {gemm['detail']}" if gemm["why"] is None
+            else f"npvae's GEMMs: NumPy's BLAS ({gemm['why']})")
     return gemm + "; " + (
         "NumPy's OpenBLAS runs its jobs on Numba's thread pool" if pool.active else
         "NumPy's OpenBLAS uses its own threads (npvae's BLAS pool is off or unavailable)")

@@ -99,7 +99,8 @@ def main(argv=None):
 
     pool = "on Numba's pool" if kernels.blas_pool.active else "on OpenBLAS's own threads"
     gemm = gemm_info(kernels.name)
-    gemm = "MKL" if gemm["provider"] == "mkl" else f"NumPy's BLAS {pool}"
+    gemm = (f"npvae's own {gemm['provider']}, split over Numba's pool" if gemm["why"] is None
+            else f"NumPy's BLAS {pool}")
     print(f"batch {args.batch}, {args.threads} threads, GEMMs: {gemm}")
     print(f"{'whole train_step':34s} {whole:7.2f} ms")
     for name, total in sorted(spent.items(), key=lambda kv: -kv[1]):

@@ -44,6 +44,24 @@ def test_gives_up_a_core_that_another_process_takes_and_takes_it_back():
     assert g.threads(2) == 2
 
 
+def test_a_reading_across_a_pause_only_starts_a_new_interval():
+    """Others' load while this process was not stepping (longer than STALE intervals) moves
+    nothing; the next regular reading decides."""
+    m = FakeMachine()
+    g = m.governor()
+    g.threads(2)
+    m.run(0.3, ours=2.0, others=0.0)
+    assert g.threads(2) == 2
+    m.run(5.0, ours=0.0, others=2.0)  # paused while another program ran on both cores
+    assert g.threads(2) == 2
+    m.run(0.3, ours=2.0, others=0.0)
+    assert g.threads(2) == 2
+    m.run(5.0, ours=0.0, others=2.0)
+    g.threads(2)
+    m.run(0.3, ours=1.0, others=1.0)  # a load that stays after the pause is still seen
+    assert g.threads(2) == 1
+
+
 @pytest.mark.parametrize("start_busy", [False, True])
 def test_a_half_busy_core_changes_nothing_either_way(start_busy):
     """Between UP_AT and DOWN_AT of a core taken, the count stays where it was."""

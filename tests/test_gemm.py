@@ -296,3 +296,18 @@ def test_npvaes_openblas_runs_on_one_thread_and_is_not_shared():
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert "already loaded in this process" in res.stdout
+
+
+def test_a_thread_count_set_from_outside_is_put_back_before_a_product():
+    """threadpoolctl's ``threadpool_limits(n)`` reaches npvae's OpenBLAS like any other;
+    with two threads in it, the split GEMM ran 80x slower. The next product sets it back."""
+    found, why = _openblas.load_private()
+    if found is None or _gemm.provider()[0] is not found:
+        pytest.skip(why or "npvae's GEMMs do not run on its own OpenBLAS here")
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 96)), rng.standard_normal((96, 80))
+    found._set_threads(2)  # what threadpool_limits(2) does to it
+    assert found.threads() == 2
+    out = _gemm.matmul(a, b, np.empty((64, 80)))
+    assert found.threads() == 1
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)

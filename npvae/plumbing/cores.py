@@ -31,6 +31,7 @@ __all__ = ["CoreGovernor", "read_cpu_times", "enabled"]
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 DOWN_AT = 0.6  # cores taken by others before a thread is given up ...
 UP_AT = 0.4  # ... and given back (between the two: no change)
+STALE = 4  # a reading over more than this many intervals is a pause in training, not a load
 
 
 def enabled():
@@ -88,6 +89,10 @@ class CoreGovernor:
     Notes
     -----
     :meth:`threads` is called once per step and costs one clock read between readings.
+    A reading that spans more than ``STALE`` intervals (the steps stopped: an evaluation,
+    a paused program, a benchmark's other cases) only starts a new interval: what other
+    processes did while this one was not stepping says little about the next steps, and
+    acting on it cost the first half second after every pause.
     """
 
     def __init__(self, interval=0.25, cpus=None, clock=time.perf_counter, busy_seconds=None,
@@ -118,7 +123,7 @@ class CoreGovernor:
         if sample is None:  # no /proc/stat: never adapt
             self.cpus = []
             return cap
-        if self._last is not None:
+        if self._last is not None and sample[0] - self._last[0] <= STALE * self.interval:
             wall = sample[0] - self._last[0]
             used = (sample[1] - self._last[1]) - (sample[2] - self._last[2])
             self.foreign = max(0.0, used / wall)

@@ -304,6 +304,7 @@ def matmul(a, b, out):
     if found is False:
         found = provider()[0]
     if found is not None and a.ndim == 2 and b.ndim == 2 and out.ndim == 2:
+        found.single_threaded()  # threadpoolctl may have given it threads
         fn = found.gemm.get(out.dtype)
         if (fn is not None and a.dtype == out.dtype and b.dtype == out.dtype
                 and _gemm(fn, a, b, out,

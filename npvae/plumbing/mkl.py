@@ -46,6 +46,11 @@ class Mkl:
 
     name = "mkl"
 
+    @staticmethod
+    def single_threaded():
+        """MKL's sequential layer runs one thread whatever its count says."""
+        return True
+
     def __init__(self, path, lib):
         self.path, self._lib = str(path), lib
         self.sgemm = ctypes.cast(lib.cblas_sgemm, ctypes.c_void_p).value

@@ -76,7 +76,14 @@ class PrivateOpenBlas:
     its own count, which stays 1.
 
     Attributes: ``name`` ("openblas"), ``gemm`` (addresses of ``cblas_sgemm`` and
-    ``cblas_dgemm`` by dtype), ``version``, ``path``.
+    ``cblas_dgemm`` by dtype), ``version``, ``path``, ``threads`` (its thread count, a
+    ctypes function: 84 ns a call) and :meth:`single_threaded`.
+
+    threadpoolctl finds this copy like any other OpenBLAS in the process, so
+    ``threadpool_limits(2)`` (which scikit-learn and users call) sets it to 2 threads; two
+    npvae threads calling it at once then ran a training step 80x slower (120 ms against
+    1.5 ms at batch 128, measured) and with other bits. So every product first checks the
+    count and puts it back to 1.
     """
 
     name = "openblas"
@@ -88,9 +95,19 @@ class PrivateOpenBlas:
                                                        addr).value,
                      np.dtype(np.float64): ctypes.cast(getattr(lib, f"{prefix}cblas_dgemm"),
                                                        addr).value}
+        self.threads = getattr(lib, f"{prefix}openblas_get_num_threads")
+        self._set_threads = getattr(lib, f"{prefix}openblas_set_num_threads")
+        self.threads.restype, self._set_threads.argtypes = ctypes.c_int, [ctypes.c_int]
         config = getattr(lib, f"{prefix}openblas_get_config")
         config.restype = ctypes.c_char_p
         self.version = config().decode(errors="replace").strip()
+
+    def single_threaded(self):
+        """Set the thread count back to 1 if something changed it; True if it was 1."""
+        if self.threads() == 1:
+            return True
+        self._set_threads(1)
+        return False
 
 
 def private_library():
@@ -127,16 +144,13 @@ def _load_private():
     prefix = "scipy_"
     try:
         lib = ctypes.CDLL(str(path), mode=getattr(os, "RTLD_LOCAL", 0))
-        set_threads = getattr(lib, f"{prefix}openblas_set_num_threads")
-        get_threads = getattr(lib, f"{prefix}openblas_get_num_threads")
         found = PrivateOpenBlas(path, lib, prefix)
     except (OSError, AttributeError) as e:
         return None, LoadFailure(f"{path} could not be loaded: {e}")
     # Set after loading: loaded with OPENBLAS_NUM_THREADS=1 instead, concurrent calls from
     # several threads ran at 1-10 GFLOP/s (measured), set now at 360.
-    set_threads.argtypes, get_threads.restype = [ctypes.c_int], ctypes.c_int
-    set_threads(1)
-    if get_threads() != 1:
+    found.single_threaded()
+    if found.threads() != 1:
         return None, LoadFailure(f"{path}: its thread count could not be set to 1")
     return found, None
 
