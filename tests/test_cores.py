@@ -40,8 +40,10 @@ def test_gives_up_a_core_that_another_process_takes_and_takes_it_back():
     assert g.threads(2) == 1 and g.foreign == pytest.approx(1.0)
     m.run(0.1, ours=1.0, others=1.0)
     assert g.threads(2) == 1  # between readings: no change
-    m.run(0.3, ours=1.0, others=0.0)  # it leaves
+    m.run(0.6, ours=1.0, others=0.0)  # it leaves (over the reading: 0.14 of a core taken)
     assert g.threads(2) == 2
+    m.run(0.3, ours=1.5, others=0.5)  # it comes back and shares a core with our thread
+    assert g.threads(2) == 1
 
 
 def test_a_reading_across_a_pause_only_starts_a_new_interval():
@@ -58,12 +60,16 @@ def test_a_reading_across_a_pause_only_starts_a_new_interval():
     assert g.threads(2) == 2
     m.run(5.0, ours=0.0, others=2.0)
     g.threads(2)
-    m.run(0.3, ours=1.0, others=1.0)  # a load that stays after the pause is still seen
-    assert g.threads(2) == 1
+    m.run(cores.PROBE * 1.01, ours=1.0, others=1.0)  # a load that stays after the pause is seen
+    assert g.threads(2) == 1  # after PROBE seconds, not a whole interval
+    m.run(0.1, ours=1.0, others=0.0)
+    assert g.threads(2) == 1  # then readings are an interval apart again
+    m.run(0.2, ours=1.0, others=0.0)
+    assert g.threads(2) == 2
 
 
 @pytest.mark.parametrize("start_busy", [False, True])
-def test_a_half_busy_core_changes_nothing_either_way(start_busy):
+def test_a_load_between_the_margins_changes_nothing_either_way(start_busy):
     """Between UP_AT and DOWN_AT of a core taken, the count stays where it was."""
     m = FakeMachine()
     g = m.governor()
@@ -72,7 +78,7 @@ def test_a_half_busy_core_changes_nothing_either_way(start_busy):
     before = g.threads(2)
     assert before == (1 if start_busy else 2)
     for _ in range(5):
-        m.run(0.3, ours=1.0, others=0.5)
+        m.run(0.3, ours=1.0, others=(cores.UP_AT + cores.DOWN_AT) / 2)
         assert g.threads(2) == before
 
 

@@ -29,9 +29,14 @@ import time
 __all__ = ["CoreGovernor", "read_cpu_times", "enabled"]
 
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-DOWN_AT = 0.6  # cores taken by others before a thread is given up ...
-UP_AT = 0.4  # ... and given back (between the two: no change)
+# Cores taken by others before a thread is given up, and at most taken for it to be given
+# back (between the two: no change). Low, because a busy process that shares a core with one
+# of our threads gets only about half of it: measured as 0.5 of a core, while our step
+# already waits at every barrier for the thread beside it.
+DOWN_AT = 0.35
+UP_AT = 0.2
 STALE = 4  # a reading over more than this many intervals is a pause in training, not a load
+PROBE = 0.1  # seconds to the first reading after a start or a pause: react within ~0.1 s
 
 
 def enabled():
@@ -92,7 +97,10 @@ class CoreGovernor:
     A reading that spans more than ``STALE`` intervals (the steps stopped: an evaluation,
     a paused program, a benchmark's other cases) only starts a new interval: what other
     processes did while this one was not stepping says little about the next steps, and
-    acting on it cost the first half second after every pause.
+    acting on it cost the first half second after every pause. The first interval after a
+    start or a pause is ``PROBE`` seconds, so a load that is there is seen within about
+    0.1 s (a reading's error is up to two clock ticks, 20 ms, over 100 ms: 0.2 of a core;
+    a false reading costs one interval on fewer threads).
     """
 
     def __init__(self, interval=0.25, cpus=None, clock=time.perf_counter, busy_seconds=None,
@@ -105,6 +113,7 @@ class CoreGovernor:
         self.foreign = 0.0  # cores other processes used over the last interval
         self.current = None  # the count chosen last (None: not yet)
         self._last = None
+        self._wait = PROBE  # seconds from the last reading to the next one
 
     def _sample(self):
         busy = self.busy_seconds()
@@ -117,13 +126,15 @@ class CoreGovernor:
         if self.current is None or self.current > cap:
             self.current = cap
         now = self.clock()
-        if self._last is not None and now - self._last[0] < self.interval:
+        if self._last is not None and now - self._last[0] < min(self._wait, self.interval):
             return min(self.current, cap)
         sample = self._sample()
         if sample is None:  # no /proc/stat: never adapt
             self.cpus = []
             return cap
-        if self._last is not None and sample[0] - self._last[0] <= STALE * self.interval:
+        fresh = self._last is not None and sample[0] - self._last[0] <= STALE * self.interval
+        self._wait = self.interval if fresh else PROBE
+        if fresh:
             wall = sample[0] - self._last[0]
             used = (sample[1] - self._last[1]) - (sample[2] - self._last[2])
             self.foreign = max(0.0, used / wall)
