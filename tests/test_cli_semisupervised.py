@@ -61,6 +61,8 @@ def test_labels_are_balanced_and_follow_the_seed(tmp_path, monkeypatch):
     (["train", "--labels", "20"], ["--semi-supervised"]),
     (["train", "--semi-supervised", "--beta", "2"], ["--beta", "VAE option"]),
     (["train", "--semi-supervised", "--resume", "x"], ["--resume"]),
+    (["train", "--semi-supervised", "--objective", "iwae"], ["--objective", "VAE option"]),
+    (["train", "--semi-supervised", "--k", "5"], ["--k", "VAE option"]),
     (["train", "--semi-supervised", "--dataset", "digits", "--labels", "15"],
      ["--labels 15", "multiple of the 10 classes"]),
 ])

@@ -18,16 +18,18 @@ class FakeMachine:
     """Wall clock, busy seconds of 2 CPUs and this process's CPU seconds, advanced by hand."""
 
     def __init__(self):
-        self.t = self.busy = self.own = 0.0
+        self.t = self.busy = self.own = self.stall = 0.0
 
-    def run(self, seconds, ours, others):
+    def run(self, seconds, ours, others, stalled=0.0):
         self.t += seconds
         self.own += ours * seconds
         self.busy += (ours + others) * seconds
+        self.stall += stalled * seconds
 
-    def governor(self):
+    def governor(self, pressure=False):
         return cores.CoreGovernor(interval=0.25, cpus=[0, 1], clock=lambda: self.t,
-                                  busy_seconds=lambda: self.busy, own_seconds=lambda: self.own)
+                                  busy_seconds=lambda: self.busy, own_seconds=lambda: self.own,
+                                  stall_seconds=(lambda: self.stall) if pressure else None)
 
 
 def test_gives_up_a_core_that_another_process_takes_and_takes_it_back():
@@ -40,8 +42,10 @@ def test_gives_up_a_core_that_another_process_takes_and_takes_it_back():
     assert g.threads(2) == 1 and g.foreign == pytest.approx(1.0)
     m.run(0.1, ours=1.0, others=1.0)
     assert g.threads(2) == 1  # between readings: no change
-    m.run(0.3, ours=1.0, others=0.0)  # it leaves
+    m.run(0.6, ours=1.0, others=0.0)  # it leaves (over the reading: 0.14 of a core taken)
     assert g.threads(2) == 2
+    m.run(0.3, ours=1.5, others=0.5)  # it comes back and shares a core with our thread
+    assert g.threads(2) == 1
 
 
 def test_a_reading_across_a_pause_only_starts_a_new_interval():
@@ -58,12 +62,45 @@ def test_a_reading_across_a_pause_only_starts_a_new_interval():
     assert g.threads(2) == 2
     m.run(5.0, ours=0.0, others=2.0)
     g.threads(2)
-    m.run(0.3, ours=1.0, others=1.0)  # a load that stays after the pause is still seen
+    m.run(cores.PROBE * 1.01, ours=1.0, others=1.0)  # a load that stays after the pause is seen
+    assert g.threads(2) == 1  # after PROBE seconds, not a whole interval
+    m.run(0.1, ours=1.0, others=0.0)
+    assert g.threads(2) == 1  # then readings are an interval apart again
+    m.run(0.2, ours=1.0, others=0.0)
+    assert g.threads(2) == 2
+
+
+def test_cpu_pressure_gives_up_a_thread_soon_after_a_start_or_a_pause():
+    """QUICK seconds after a start, threads that waited for a CPU most of the time (PSI)
+    cost a thread at once; little waiting changes nothing; between readings it looks once."""
+    m = FakeMachine()
+    g = m.governor(pressure=True)
+    assert g.threads(2) == 2
+    m.run(cores.QUICK * 1.5, ours=1.5, others=0.5, stalled=0.9)
+    assert g.threads(2) == 1
+    m = FakeMachine()
+    g = m.governor(pressure=True)
+    g.threads(2)
+    m.run(cores.QUICK * 1.5, ours=2.0, others=0.0, stalled=0.1)
+    assert g.threads(2) == 2
+    m.run(cores.QUICK * 1.5, ours=1.5, others=0.5, stalled=1.0)
+    assert g.threads(2) == 2  # one look per start: the readings decide from here
+    m.run(5.0, ours=0.0, others=0.0)
+    g.threads(2)  # after a pause: a new look
+    m.run(cores.QUICK * 1.5, ours=1.5, others=0.5, stalled=1.0)
     assert g.threads(2) == 1
 
 
+def test_reads_the_pressure_stall_total(tmp_path):
+    f = tmp_path / "cpu"
+    f.write_text("some avg10=0.00 avg60=0.28 avg300=5.33 total=7710847627\n"
+                 "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    assert cores.read_cpu_stall(str(f)) == pytest.approx(7710.847627)
+    assert cores.read_cpu_stall(str(tmp_path / "missing")) is None
+
+
 @pytest.mark.parametrize("start_busy", [False, True])
-def test_a_half_busy_core_changes_nothing_either_way(start_busy):
+def test_a_load_between_the_margins_changes_nothing_either_way(start_busy):
     """Between UP_AT and DOWN_AT of a core taken, the count stays where it was."""
     m = FakeMachine()
     g = m.governor()
@@ -72,7 +109,7 @@ def test_a_half_busy_core_changes_nothing_either_way(start_busy):
     before = g.threads(2)
     assert before == (1 if start_busy else 2)
     for _ in range(5):
-        m.run(0.3, ours=1.0, others=0.5)
+        m.run(0.3, ours=1.0, others=(cores.UP_AT + cores.DOWN_AT) / 2)
         assert g.threads(2) == before
 
 

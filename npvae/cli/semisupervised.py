@@ -23,7 +23,7 @@ from npvae.cli.runs import CHECKPOINT, CONFIG, METRICS, CLIError
 __all__ = ["train_m2"]
 
 # VAE options that have no meaning for M2
-_VAE_ONLY = ("beta", "kl_warmup", "free_bits", "conditional", "lr_schedule")
+_VAE_ONLY = ("beta", "kl_warmup", "free_bits", "conditional", "lr_schedule", "objective", "k")
 
 
 def _options(args):

@@ -26,12 +26,19 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["CoreGovernor", "read_cpu_times", "enabled"]
+__all__ = ["CoreGovernor", "read_cpu_times", "read_cpu_stall", "enabled"]
 
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-DOWN_AT = 0.6  # cores taken by others before a thread is given up ...
-UP_AT = 0.4  # ... and given back (between the two: no change)
+# Cores taken by others before a thread is given up, and at most taken for it to be given
+# back (between the two: no change). Low, because a busy process that shares a core with one
+# of our threads gets only about half of it: measured as 0.5 of a core, while our step
+# already waits at every barrier for the thread beside it.
+DOWN_AT = 0.35
+UP_AT = 0.2
 STALE = 4  # a reading over more than this many intervals is a pause in training, not a load
+PROBE = 0.1  # seconds to the first reading after a start or a pause: react within ~0.1 s
+QUICK = 0.03  # seconds to a first look at the CPU pressure after a start or a pause ...
+STALLED = 0.25  # ... where threads waiting for a CPU this fraction of the time gives one up
 
 
 def enabled():
@@ -66,6 +73,19 @@ def read_cpu_times(cpus, path="/proc/stat"):
     return busy / _HZ
 
 
+def read_cpu_stall(path="/proc/pressure/cpu"):
+    """Seconds in which at least one runnable thread of the machine waited for a CPU
+    (the ``some total`` of Linux's pressure stall information), or None if unreadable."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("some"):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def own_cpu_seconds():
     """CPU seconds of every thread of this process so far."""
     t = os.times()
@@ -82,9 +102,10 @@ class CoreGovernor:
         per core, so shorter intervals are noisy.
     cpus : sequence of int, optional
         The CPUs to watch (default: this process's affinity).
-    clock, busy_seconds, own_seconds : callables, optional
-        Sources of wall time, the watched CPUs' busy seconds and this process's CPU
-        seconds (the tests pass fakes).
+    clock, busy_seconds, own_seconds, stall_seconds : callables, optional
+        Sources of wall time, the watched CPUs' busy seconds, this process's CPU seconds
+        and the machine's CPU stall seconds (``/proc/pressure/cpu``, used only when the
+        process may run on every CPU; the tests pass fakes).
 
     Notes
     -----
@@ -92,11 +113,16 @@ class CoreGovernor:
     A reading that spans more than ``STALE`` intervals (the steps stopped: an evaluation,
     a paused program, a benchmark's other cases) only starts a new interval: what other
     processes did while this one was not stepping says little about the next steps, and
-    acting on it cost the first half second after every pause.
+    acting on it cost the first half second after every pause. The first interval after a
+    start or a pause is ``PROBE`` seconds, so a load that is there is seen within about
+    0.1 s (a reading's error is up to two clock ticks, 20 ms, over 100 ms: 0.2 of a core;
+    a false reading costs one interval on fewer threads). Sooner still, ``QUICK`` s after
+    a start or a pause, a machine whose threads wait for a CPU over a quarter of the time
+    (``/proc/pressure/cpu``) gives up one thread at once.
     """
 
     def __init__(self, interval=0.25, cpus=None, clock=time.perf_counter, busy_seconds=None,
-                 own_seconds=own_cpu_seconds):
+                 own_seconds=own_cpu_seconds, stall_seconds=None):
         self.interval = float(interval)
         self.cpus = list(cpus) if cpus is not None else (allowed_cpus() or [])
         self.clock = clock
@@ -105,6 +131,22 @@ class CoreGovernor:
         self.foreign = 0.0  # cores other processes used over the last interval
         self.current = None  # the count chosen last (None: not yet)
         self._last = None
+        self._wait = PROBE  # seconds from the last reading to the next one
+        every_cpu = cpus is None and len(self.cpus) == (os.cpu_count() or 0)
+        self.stall_seconds = stall_seconds or (read_cpu_stall if every_cpu else lambda: None)
+        self._quick = None  # (time, stall seconds) of a start or a pause, until looked at
+
+    def _quick_look(self, now):
+        """Within ``QUICK`` s of a start or a pause: if some thread waited for a CPU more
+        than ``STALLED`` of the time (Linux's pressure stall information, in microseconds,
+        where /proc/stat counts 10 ms ticks), give up a thread now rather than at the first
+        reading. None of it counts as a reading: that still comes after ``PROBE``."""
+        start, self._quick = self._quick, None
+        stall = self.stall_seconds()
+        if start is None or stall is None or start[1] is None or now <= start[0]:
+            return
+        if (stall - start[1]) / (now - start[0]) > STALLED and self.current > 1:
+            self.current -= 1
 
     def _sample(self):
         busy = self.busy_seconds()
@@ -117,13 +159,18 @@ class CoreGovernor:
         if self.current is None or self.current > cap:
             self.current = cap
         now = self.clock()
-        if self._last is not None and now - self._last[0] < self.interval:
+        if self._last is not None and now - self._last[0] < min(self._wait, self.interval):
+            if self._quick is not None and now - self._quick[0] >= QUICK:
+                self._quick_look(now)
             return min(self.current, cap)
         sample = self._sample()
         if sample is None:  # no /proc/stat: never adapt
             self.cpus = []
             return cap
-        if self._last is not None and sample[0] - self._last[0] <= STALE * self.interval:
+        fresh = self._last is not None and sample[0] - self._last[0] <= STALE * self.interval
+        self._wait = self.interval if fresh else PROBE
+        self._quick = None if fresh else (sample[0], self.stall_seconds())
+        if fresh:
             wall = sample[0] - self._last[0]
             used = (sample[1] - self._last[1]) - (sample[2] - self._last[2])
             self.foreign = max(0.0, used / wall)
