@@ -114,10 +114,13 @@ def test_warmup_compiles_every_kernel():
     pytest.importorskip("numba")
     out = run("""
         import numba
-        from npvae.kernels import _numba, _numba_dense, _numba_optim, gemm_info, warmup
+        from npvae.kernels import (_numba, _numba_dense, _numba_iwae, _numba_kl,
+                                   _numba_likelihood, _numba_optim, _numba_samplers,
+                                   gemm_info, warmup)
         from npvae.plumbing import gemm as _gemm
         warmup()
-        modules = [_numba, _numba_dense, _numba_optim]
+        modules = [_numba, _numba_dense, _numba_kl, _numba_iwae, _numba_likelihood,
+                   _numba_optim, _numba_samplers]
         modules += [_gemm] if gemm_info("numba")["provider"] != "numpy" else []
         print([name for m in modules for name, f in vars(m).items()
                if isinstance(f, numba.core.registry.CPUDispatcher)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import npvae.cli as cli_mod
-import npvae.training.archive as ckpt_mod  # the file format (re-exported by checkpoint)
+import npvae.training.archive_save as ckpt_mod  # the checkpoint writer (archive's save)
 from npvae.cli import main, runs
 from npvae.training.checkpoint import load_checkpoint
 from npvae.training.estimator import VAE

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from npvae.training import archive as ckpt  # the file format (re-exported by checkpoint)
+from npvae.training import archive_save as writer  # its writer (save_checkpoint)
 from npvae.training.checkpoint import (
     CheckpointError,
     check_shapes,
@@ -153,11 +154,11 @@ def test_failure_mid_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch, ta
         raise OSError("disk full (simulated)")
 
     if target == "replace":
-        monkeypatch.setattr(ckpt.os, "replace", boom)
+        monkeypatch.setattr(writer.os, "replace", boom)
     elif target == "fsync":
-        monkeypatch.setattr(ckpt.os, "fsync", boom)
+        monkeypatch.setattr(writer.os, "fsync", boom)
     else:
-        monkeypatch.setattr(ckpt.np.lib.format, "write_array", boom)
+        monkeypatch.setattr(writer.np.lib.format, "write_array", boom)
     with pytest.raises(OSError, match="simulated"):
         save_checkpoint(path, {"x": np.ones(3)}, {"v": 2})
     monkeypatch.undo()
@@ -172,7 +173,7 @@ def test_keyboard_interrupt_mid_write_cleans_up(tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt.os, "replace", interrupt)
+    monkeypatch.setattr(writer.os, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"x": np.ones(3)}, {})
     assert os.listdir(tmp_path) == []

@@ -121,12 +121,13 @@ def test_sample_kl_and_backward(dtype, n, z, reps, seed):
 def test_kernels_without_numpys_exp_loop(dtype, n, monkeypatch):
     """Where NumPy offers no exp loop the kernels take Numba's scalar exp: they must still
     agree with the reference, small and large (prange) alike."""
-    from npvae.kernels import _numba
+    from npvae.kernels import _numba, _numba_iwae, _numba_kl, _numba_likelihood
     from npvae.plumbing.ufunc_loop import NO_LOOP
 
     if _numba._exp_loop(dtype) == NO_LOOP:  # NPVAE_PLUMBING=0: every test above is the fallback
         pytest.skip("NumPy's exp loop is off (npvae.plumbing.capabilities())")
-    monkeypatch.setattr(_numba, "_exp_loop", lambda dtype: NO_LOOP)
+    for module in (_numba_kl, _numba_iwae, _numba_likelihood):  # where the kernels read it
+        monkeypatch.setattr(module, "_exp_loop", lambda dtype: NO_LOOP)
     test_sample_kl_and_backward.hypothesis.inner_test(dtype, n, 20, 2, 7)
     test_bernoulli_nll.hypothesis.inner_test(dtype, n, 784, 1, 7, 30.0)
     test_sigmoid.hypothesis.inner_test(dtype, n, 784, 7, 30.0)
@@ -313,7 +314,7 @@ def test_row_parallel_twins_match_reference_and_serial(dtype, shape, monkeypatch
     """Logits of PARALLEL_MIN values and more go to the prange twins (row blocks); they
     must agree with the reference, and elementwise outputs bit for bit with the serial
     loops (the NLL is summed block by block, so only to rounding)."""
-    from npvae.kernels import _numba
+    from npvae.kernels import _numba, _numba_likelihood
 
     rng = np.random.default_rng(5)
     x = rng.random((shape[0] // 2 + 1, shape[1])).astype(dtype)
@@ -325,7 +326,7 @@ def test_row_parallel_twins_match_reference_and_serial(dtype, shape, monkeypatch
         return kern.bernoulli_nll(logits, x, 0.25, g), g, kern.sigmoid(logits, g.copy())
 
     par, ref = run(NB), run(REF)
-    monkeypatch.setattr(_numba, "PARALLEL_MIN", 1 << 62)
+    monkeypatch.setattr(_numba_likelihood, "PARALLEL_MIN", 1 << 62)  # where _row_chunks reads it
     ser = run(NB)
     close(par[0], ref[0], dtype, n_terms=logits.size)
     close(par[0], ser[0], dtype, n_terms=logits.size)

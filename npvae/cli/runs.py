@@ -1,5 +1,6 @@
-"""Run folders for the command line: data loading from CLI options, checkpoints, metrics,
-config files and the figures of a run.
+"""Run folders for the command line: checkpoints, metrics and config files; the data of
+a run (:mod:`npvae.cli.data`), its figures (:mod:`npvae.cli.figures`) and the user errors
+(:mod:`npvae.cli.errors`) are re-exported here.
 
 A run folder holds ``checkpoint.npz`` (the training checkpoint, resumable), ``config.json``
 (CLI options, model config, dataset, versions, result), ``metrics.jsonl`` (one JSON line per
@@ -11,13 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import platform
 import sys
 import time
 
 import numpy as np
+
+from npvae.cli.data import (  # noqa: F401 (re-exported: the CLI's data)
+    DATA_SEED,
+    MAX_CLASSES,
+    class_info,
+    image_shape_for,
+    load_data,
+    one_hot,
+)
+from npvae.cli.errors import CLIError, describe_os_error, one_line  # noqa: F401
+from npvae.cli.figures import make_figures  # noqa: F401 (re-exported: a run's figures)
 
 __all__ = ["CLIError", "CHECKPOINT", "CONFIG", "METRICS", "new_run_dir", "resolve_checkpoint",
            "run_lock", "remove_stale_temporaries", "one_line", "describe_os_error",
@@ -26,12 +37,6 @@ __all__ = ["CLIError", "CHECKPOINT", "CONFIG", "METRICS", "new_run_dir", "resolv
 
 CHECKPOINT, CONFIG, METRICS = "checkpoint.npz", "config.json", "metrics.jsonl"
 MAX_CONFIG_BYTES = 16 << 20  # a run's config.json is a few KB
-MAX_CLASSES = 10_000  # one-hot columns --conditional may build
-DATA_SEED = 0  # the data draw and split never depend on --seed, so runs compare on one test set
-
-
-class CLIError(Exception):
-    """A user error: the CLI prints the message (one line) and exits with status 2."""
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -212,30 +217,6 @@ def _json_default(o):
     return str(o)
 
 
-def one_line(exc):
-    """An exception's message on one line (and not endless: a file may put megabytes in it)."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 2000 else text[:2000] + "..."
-
-
-def describe_os_error(exc):
-    """One line for an OSError: the file, the reason and what to do."""
-    import errno
-
-    where = exc.filename if exc.filename is not None else ""
-    reason = exc.strerror or one_line(exc) or type(exc).__name__
-    hint = {errno.ENOSPC: "free some disk space or pass another --out (a checkpoint "
-                          "already written is intact)",
-            errno.EDQUOT: "free some disk space (a checkpoint already written is intact)",
-            errno.EACCES: "pass a folder you can write to",
-            errno.EPERM: "pass a folder you can write to",
-            errno.EROFS: "the file system is read-only; pass another folder",
-            errno.ENOENT: "check the path (its folder must exist)",
-            errno.ENOTDIR: "a part of the path is a file, not a folder",
-            errno.EISDIR: "pass a file, not a folder"}.get(exc.errno, "check the path")
-    return f"{where}: {reason}; {hint}" if where else f"{reason}; {hint}"
-
-
 def versions():
     """Versions of npvae, Python and the libraries a run depends on."""
     import matplotlib
@@ -257,198 +238,6 @@ def final_elbo(history, best_epoch=None):
         return None, None
     rec = next((r for r in done if r["epoch"] == best_epoch), done[-1])
     return rec, -(rec["val_recon"] + rec["val_kl"])
-
-
-# ----------------------------------------------------------------------------- data
-def load_data(opts, *, progress=True):
-    """Load the dataset that ``opts`` (a dict of CLI options) describes.
-
-    The split depends on ``n_train`` too (sprites draw train and test together), so
-    ``eval`` passes the run's ``n_train`` to get the run's test set.
-
-    Returns ``(dataset, x_test)``: ``x_test`` is binarised the way the options say
-    (``stochastic``: one fixed draw), so figures, validation and ``eval`` see the same data.
-    ``dataset.x_train`` is thresholded for ``--binarize threshold`` and left for ``fit`` to
-    redraw every epoch with ``stochastic``.
-    """
-    from npvae.datasets import DownloadError, binarize_array, load_dataset
-
-    name, data = opts.get("dataset") or "sprites", opts.get("data")
-    n_train, n_test = opts.get("n_train"), opts.get("n_test")
-    try:
-        if data is not None:
-            ds = _load_file(data, opts.get("scale") or "auto", n_train, n_test)
-        else:
-            if opts.get("scale") not in (None, "auto"):
-                raise CLIError("--scale applies to --data files only; the built-in datasets "
-                               "are already scaled to [0, 1]")
-            ds = load_dataset(name, seed=DATA_SEED, cache_dir=opts.get("cache_dir"),
-                              n_train=n_train, n_test=n_test, progress=progress,
-                              timeout=opts.get("download_timeout") or 60.0)
-    except FileNotFoundError as exc:
-        raise CLIError(f"no such data file: {exc.filename or data}; pass an existing .npy "
-                       "or .npz file to --data") from exc
-    except DownloadError as exc:
-        raise CLIError(f"{one_line(exc)} (the command line's cache folder is --cache-dir "
-                       "or $NPVAE_DATA_DIR)") from exc
-    except ImportError as exc:
-        raise CLIError(one_line(exc)) from exc
-    except (ValueError, TypeError) as exc:
-        raise CLIError(one_line(exc)) from exc
-    if len(ds.x_test) == 0:
-        raise CLIError(f"the {ds.name} test split is empty; pass --n-test N with N >= 1")
-    binarize = opts.get("binarize") or "none"
-    x_test = ds.x_test
-    if binarize == "threshold":
-        ds.x_train = binarize_array(ds.x_train, "threshold")
-        x_test = binarize_array(x_test, "threshold")
-    elif binarize == "stochastic":
-        for part, x in (("training", ds.x_train), ("test", x_test)):
-            if x.min() < 0 or x.max() > 1:
-                raise CLIError(f"--binarize stochastic draws Bernoulli(x) and needs values in "
-                               f"[0, 1], but the {part} data spans [{x.min():g}, {x.max():g}]; "
-                               "pass --scale auto, minmax or the maximum value instead of "
-                               "--scale none")
-        x_test = binarize_array(x_test, "stochastic",
-                                rng=np.random.default_rng([DATA_SEED, 0xB1]))
-    return ds, x_test
-
-
-def _load_file(path, scale, n_train, n_test):
-    """``load_dataset("file", data=path)`` with the run's seed, ``--scale`` and sizes."""
-    from npvae.datasets import load_dataset
-
-    if isinstance(scale, str) and scale not in ("auto", "none", "minmax"):
-        try:
-            scale = float(scale)
-        except ValueError:
-            raise CLIError(f"--scale must be auto, none, minmax or a number (the data's "
-                           f"maximum, e.g. 255), got {scale!r}") from None
-    ds = load_dataset("file", data=path, seed=DATA_SEED, n_train=n_train, n_test=n_test,
-                      scale=scale)
-    if len(ds.x_train) < 1:
-        raise CLIError(f"{path} leaves no training rows; pass a smaller --n-test")
-    return ds
-
-
-def class_info(ds):
-    """``(n_classes, names)`` of a dataset's integer class labels, for ``--conditional``."""
-    y = ds.y_train
-    if y is None:
-        raise CLIError("--conditional needs class labels, and this data has none; for a "
-                       "--data .npz file, save integer labels as 'y' beside 'x'")
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise CLIError(f"--conditional needs one integer class label per row, got labels of "
-                       f"shape {y.shape} and dtype {y.dtype}")
-    lo = min(int(y.min()), int(ds.y_test.min()) if ds.y_test is not None else 0)
-    if lo < 0:
-        raise CLIError("--conditional needs class labels 0, 1, ..., K-1; found a negative one")
-    n = int(max(y.max(), ds.y_test.max() if ds.y_test is not None else 0)) + 1
-    if n > MAX_CLASSES or n > len(y) + (0 if ds.y_test is None else len(ds.y_test)):
-        raise CLIError(f"--conditional one-hot encodes the labels 0..K-1, and the labels go up "
-                       f"to {n - 1}: that would be {n} columns for {len(y)} training rows "
-                       f"(at most {MAX_CLASSES}, and not more than the rows); re-number the "
-                       "classes 0..K-1, e.g. y = np.unique(y, return_inverse=True)[1]")
-    names = list(ds.label_names) if ds.label_names and len(ds.label_names) >= n \
-        else [str(i) for i in range(n)]
-    return n, names
-
-
-def one_hot(labels, n, dtype=np.float32):
-    out = np.zeros((len(labels), n), dtype=dtype)
-    out[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)] = 1
-    return out
-
-
-def image_shape_for(dim, shape=None):
-    """``shape`` if given, else a square side for ``dim`` features, else None."""
-    if shape:
-        return tuple(int(s) for s in shape)
-    side = math.isqrt(int(dim))
-    return (side, side) if side * side == dim else None
-
-
-# ----------------------------------------------------------------------------- figures
-def make_figures(run_dir, model, history, x_test, labels=None, *, image_shape=None,
-                 classes=None, label_names=None, seed=0):
-    """Write the figures of a run; return the file names written.
-
-    ``labels``: integer class of each test row (colours the 2-D latent map, and is the
-    metadata of a conditional model); ``classes``: ``(n_classes, names)`` for a
-    conditional model, whose samples then come one row per class.
-    """
-    from npvae import plot
-
-    out, rng = [], np.random.default_rng(seed)
-
-    def path(name):
-        out.append(name)
-        return os.path.join(run_dir, name)
-
-    if history:
-        plot.loss_curves(history, path=path("loss_curves.png"))
-    shape = image_shape_for(model.input_dim, image_shape)
-    cond = classes is not None
-    y_test = one_hot(labels, classes[0]) if cond else None
-    if shape is None:
-        return out
-    n = min(20, len(x_test))  # two pairs of rows
-    yb = None if y_test is None else y_test[:n]
-    plot.reconstruction_figure(x_test[:n], model.reconstruct(x_test[:n], yb), shape,
-                               n=n, clip=True, path=path("reconstructions.png"))
-    ys = one_hot(np.arange(64) % classes[0], classes[0]) if cond else None
-    plot.image_grid(model.sample(64, y=ys, rng=rng), shape, ncols=8, title="samples",
-                    clip=True, path=path("samples.png"))
-    if cond:
-        k, names = classes
-        per = 10
-        yk = one_hot(np.repeat(np.arange(k), per), k)
-        plot.image_grid(model.sample(k * per, y=yk, rng=rng), shape, ncols=per, clip=True,
-                        title="samples by class", row_labels=list(names)[:k],
-                        path=path("samples_by_class.png"))
-    # traverse around a larger-than-typical example (75th percentile of ink among the first
-    # 64): small shapes are a few pixels and make every row look alike
-    ink = x_test[:64].sum(axis=1)
-    i = int(np.argsort(ink, kind="stable")[int(0.75 * (len(ink) - 1))])
-    _traversals(model, x_test[i:i + 1], None if y_test is None else y_test[i:i + 1], shape,
-                path("traversals.png"))
-    if model.latent_dim == 2:
-        mu = model.encode(x_test, y_test)[0]
-        names = label_names if labels is not None and label_names else None
-        if names is not None and len(names) <= int(np.max(labels)):
-            names = None
-        plot.latent_scatter(mu, labels, label_names=names, path=path("latent_map.png"),
-                            title="encoded test set (posterior means)")
-        grid, extent = 15, (-2.5, 2.5, -2.5, 2.5)
-        z = plot.manifold_latents(grid, extent).astype(model.dtype)
-        yz = one_hot(np.zeros(len(z), int), classes[0]) if cond else None
-        plot.manifold_figure(model.decode(z, yz), shape, grid, extent=extent, clip=True,
-                             path=path("manifold.png"))
-    return out
-
-
-def _traversals(model, x0, y0, shape, path, steps=9, limit=16):
-    """A row per latent dimension: z = mu(x0) with z_j swept over -3..3."""
-    from npvae import plot
-    from npvae.inference.metrics import kl_per_dimension
-
-    values = np.linspace(-3.0, 3.0, steps)
-    mu = model.encode(x0, y0)[0][0]
-    zdim = model.latent_dim
-    dims = np.arange(zdim)
-    if zdim > limit:  # show the dimensions the model uses most
-        dims = np.sort(np.argsort(-kl_per_dimension(model, x0, y0))[:limit])
-    z = np.repeat(mu[None, :], len(dims) * steps, axis=0)
-    for r, j in enumerate(dims):
-        z[r * steps:(r + 1) * steps, j] = values
-    y = None if y0 is None else np.repeat(y0, len(z), axis=0)
-    images = model.decode(z.astype(model.dtype), y)
-    if zdim <= limit:
-        return plot.traversal_figure(images, shape, zdim, steps, values=values, clip=True,
-                                     path=path)
-    return plot.image_grid(images, shape, ncols=steps, clip=True, path=path,
-                           row_labels=[f"z{j}" for j in dims],
-                           title=f"latent traversals, -3..3 ({limit} of {zdim} dimensions)")
 
 
 def print_err(msg):

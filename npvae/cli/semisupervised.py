@@ -27,8 +27,9 @@ _VAE_ONLY = ("beta", "kl_warmup", "free_bits", "conditional", "lr_schedule", "ob
 
 
 def _options(args):
-    from npvae.cli.commands import _explicit, _train_options
+    from npvae.cli.common import _explicit
     from npvae.cli.parser import M2_DEFAULTS
+    from npvae.cli.training import _train_options
 
     if not args.semi_supervised:
         raise CLIError("--labels, --alpha and --n-val belong to --semi-supervised; add it, "
@@ -74,7 +75,8 @@ def _split(ds, opts):
 def train_m2(args, callbacks, stack):
     """The command; ``stack`` holds the run folder's lock."""
     from npvae.apps.semisupervised import write_figures
-    from npvae.cli.commands import _plain_warnings, _prepare_run_dir, _say
+    from npvae.cli.common import _plain_warnings, _say
+    from npvae.cli.training import _prepare_run_dir
     from npvae.training.baselines import fit_classifier
     from npvae.training.semisupervised import SemiSupervisedVAE
     from npvae.training.trainer import TrainingDiverged

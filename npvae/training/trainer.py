@@ -24,12 +24,7 @@ each on its shard of every batch; :mod:`npvae.training.distributed` holds what d
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 import time
-import warnings
-from contextlib import contextmanager, nullcontext
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -38,18 +33,16 @@ from npvae.core import checks as chk
 from npvae.core.objectives import check_objective
 from npvae.core.optim import SGD, Adam
 from npvae.inference.metrics import EVAL_SEED, elbo_terms, iwae_log_likelihood
-from npvae.training import schema
-from npvae.training.checkpoint import (
+from npvae.training.checkpoint import (  # noqa: F401 (param_arrays, restore_params: read here)
     CHECKPOINT_KIND,
-    CheckpointError,
-    likelihood_name,
-    load_checkpoint,
     param_arrays,
     restore_params,
     save_checkpoint,
 )
 from npvae.training.corruption import CORRUPTIONS, check_corruption, corrupt
-from npvae.training.distributed import DataParallel, resize_note
+from npvae.training.distributed import DataParallel
+from npvae.training.interrupts import Interrupts, TrainingDiverged
+from npvae.training.resume import STRUCTURE_KEYS, TrainingState  # noqa: F401
 from npvae.training.schedules import LR_SCHEDULES, lr_factor, thread_limits
 
 __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULES",
@@ -58,18 +51,6 @@ __all__ = ["Trainer", "TrainingDiverged", "Callback", "OPTIMIZERS", "LR_SCHEDULE
 # The training defaults of VAE.fit and of `npvae train`: one set, which the CLI reads here
 FIT_DEFAULTS = {"epochs": 24, "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine"}
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
-# constructor arguments that change the parameter layout or the noise shape
-STRUCTURE_KEYS = ("input_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "activation",
-                  "likelihood", "cond_dim", "dtype", "n_samples")
-# fit arguments that must match for a resumed run to equal an uninterrupted one
-_REPLAY_KEYS = ("batch_size", "lr", "optimizer", "lr_schedule", "kl_warmup_epochs",
-                "free_bits", "clip_norm", "weight_decay", "binarize", "corruption",
-                "corruption_level", "objective", "k")
-_REPLAY_DEFAULTS = {"objective": "elbo", "k": 1}  # what older checkpoints, lacking them, used
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradient became NaN or inf; the model was rolled back."""
 
 
 class Callback:
@@ -95,7 +76,7 @@ class Callback:
         pass
 
 
-class Trainer:
+class Trainer(TrainingState, Interrupts):
     """Runs :meth:`npvae.training.estimator.VAE.fit`; see that method for every argument.
 
     After :meth:`fit`, ``history`` holds one dict per epoch and ``stop_reason`` is one of
@@ -180,33 +161,6 @@ class Trainer:
         self.finished = self.stop_reason = None
         self._epoch_start_states = None
 
-    def _state(self):
-        """(arrays, config) of a checkpoint of the current training state."""
-        m, opt = self.model, self.opt
-        sd = opt.state_dict()
-        arrays = dict(param_arrays(m))
-        arrays.update({f"optim/{k}": v for k, v in sd.items() if isinstance(v, np.ndarray)})
-        if self.best_params is not None:
-            arrays["train/best_params"] = self.best_params
-        if self.step_in_epoch == 0:
-            shuffle, binar = self.rng_shuffle.bit_generator.state, \
-                self.rng_binarize.bit_generator.state
-        else:
-            shuffle, binar = self._epoch_start_states
-        training = {
-            "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
-            "seed": self.seed, "settings": self._settings(), "finished": self.finished,
-            "rng": {"shuffle": shuffle, "noise": self.rng_noise.bit_generator.state,
-                    "binarize": binar, "corrupt": self.rng_corrupt.bit_generator.state},
-            "partial": dict(self.partial), "best": dict(self.best),
-            "optimizer": {k: v for k, v in sd.items() if not isinstance(v, np.ndarray)},
-            "world_size": self._world_size(),
-        }
-        return arrays, {**m.config(), "history": self.history, "training": training}
-
-    def _world_size(self):
-        return 1 if self.dist is None else self.dist.size
-
     @property
     def is_root(self):
         """True on MPI rank 0, and without MPI: the process that writes files and shows bars."""
@@ -218,87 +172,6 @@ class Trainer:
             save_checkpoint(self.checkpoint_path, arrays, config, kind=CHECKPOINT_KIND)
             self._saved_at = (self.epoch, self.step_in_epoch)
 
-    def _check_resumable(self, meta, path):
-        """Before any array is read: the config describes this model and a valid state."""
-        config = meta["config"]
-        if config.get("training") is None:
-            raise CheckpointError(f"{path} holds a saved model without training state, so "
-                                  "it cannot be resumed; load it with VAE.load instead")
-        schema.model_kwargs(config, path)
-        schema.check_history(config.get("history", []), path)
-        schema.check_training(config["training"], path)
-        mine = self.model.config()
-        config = {**config, "likelihood": likelihood_name(config)}  # either form: by name
-        mine["likelihood"] = likelihood_name(mine)
-        diff = [f"{k}: checkpoint {config.get(k)!r:.40}, model {mine[k]!r}"
-                for k in STRUCTURE_KEYS if config.get(k) != mine[k]]
-        if diff:
-            raise CheckpointError(f"{path} was written by a different model; "
-                                  + "; ".join(diff))
-        core = self.model._model() if hasattr(self.model, "_model") else self.model
-        schema.check_manifest_fits(core, meta, path)
-
-    def _read(self, path):
-        """``(arrays, config)`` of the checkpoint at ``path``, or None if there is no file;
-        its config is checked (:meth:`_check_resumable`) before any array is read."""
-        if not os.path.exists(path):
-            return None
-        return load_checkpoint(path, kind=CHECKPOINT_KIND,
-                               check=lambda meta: self._check_resumable(meta, path))[:2]
-
-    def _load(self, path):
-        """Resume from ``path`` if it exists (under MPI: rank 0 reads, every rank restores)."""
-        if self.dist is not None:
-            self.dist.resume(path, lambda: self._read(path), self._restore)
-        elif os.path.exists(path):
-            self._restore(*self._read(path), path)
-
-    def _restore(self, arrays, config, path):
-        try:
-            self._restore_state(arrays, config, path)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            if isinstance(exc, CheckpointError) or "resume with the same" in str(exc):
-                raise
-            raise CheckpointError(f"{path}: its training state cannot be restored "
-                                  f"({' '.join(str(exc).split())}); the file is damaged") \
-                from None
-
-    def _restore_state(self, arrays, config, path):
-        tr = config["training"]
-        restore_params(self.model, arrays, path)
-        old = tr["settings"]
-        if old["optimizer"] != self.optimizer_name:
-            raise CheckpointError(f"{path} was trained with optimizer={old['optimizer']!r}, "
-                                  f"not {self.optimizer_name!r}; pass the same optimizer")
-        if tr["step_in_epoch"] and old["batch_size"] != self.batch_size:
-            raise ValueError(f"{path} was interrupted mid-epoch with batch_size="
-                             f"{old['batch_size']}; resume with the same batch_size")
-        new = self._settings()
-        changed = [k for k in _REPLAY_KEYS if old.get(k, _REPLAY_DEFAULTS.get(k)) != new[k]]
-        if self.lr_schedule is not None and old["epochs"] != self.epochs:
-            changed.append("epochs (the lr schedule depends on it)")
-        if changed:
-            warnings.warn(f"resuming {path} with different {', '.join(changed)}; the run "
-                          "will not reproduce an uninterrupted one", stacklevel=4)
-        if tr.get("world_size", 1) != self._world_size():
-            warnings.warn(f"{path}: {resize_note(tr.get('world_size', 1), self._world_size())}",
-                          stacklevel=4)
-        self.seed = int(tr["seed"])
-        self._reset()
-        state = {**tr["optimizer"], **{k[6:]: a for k, a in arrays.items()
-                                       if k.startswith("optim/")}}
-        self.opt.load_state_dict(state)
-        self.opt.clip_norm, self.opt.weight_decay = self.clip_norm, self.weight_decay
-        for name in ("shuffle", "noise", "binarize", "corrupt"):
-            if name in tr["rng"]:  # "corrupt" is absent from older checkpoints
-                getattr(self, f"rng_{name}").bit_generator.state = tr["rng"][name]
-        self.epoch, self.step = int(tr["epoch"]), int(tr["step"])
-        self.step_in_epoch = int(tr["step_in_epoch"])
-        self.partial, self.best = dict(tr["partial"]), dict(tr["best"])
-        self.best_params = arrays.get("train/best_params")
-        self.history = list(config.get("history", []))
-        self.finished = tr.get("finished")
-        self._saved_at = (self.epoch, self.step_in_epoch)
 
     # --------------------------------------------------------------------------- fit
     def fit(self, X, y=None, validation_data=None, *, reinit=True):
@@ -349,19 +222,6 @@ class Trainer:
         xv, yv = (list(validation_data) + [None])[:2]
         return xv, (yv if self.model.cond_dim else None)
 
-    def _collective(self, signals=False):
-        """Under MPI: abort all ranks on an exception raised on one (see DataParallel.guard);
-        with ``signals``, the ranks agree on Ctrl-C / SIGTERM. Without MPI: nothing."""
-        if self.dist is None:
-            return nullcontext()
-        return self.dist.guard(signals, agreed=(TrainingDiverged,))
-
-    def _stop_requested(self):
-        """A signal or a callback asked to stop; under MPI, what the ranks last agreed."""
-        if self.dist is not None:
-            return self.dist.stop_agreed
-        return self._signal is not None or self.stop_training
-
     def _call(self, hook, *args):
         for cb in self.callbacks:
             fn = getattr(cb, hook, None)
@@ -369,55 +229,6 @@ class Trainer:
                 fn(self, *args)
             elif hook == "on_epoch_end" and callable(cb):
                 cb(self.model, args[1])
-
-    @property
-    def stop_signal(self):
-        """The signal number (SIGINT, SIGTERM) that interrupted the last ``fit``, or None."""
-        return getattr(self, "_signal", None) if self.stop_reason == "interrupted" else None
-
-    @contextmanager
-    def _signal_guard(self):
-        """Turn SIGINT/SIGTERM into a request to stop after the current step (main thread
-        only; a second Ctrl-C raises KeyboardInterrupt); restore the old handlers after."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._signal = signum
-
-        sigs = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
-        old = {s: signal.getsignal(s) for s in sigs}
-        for s in sigs:
-            signal.signal(s, handler)
-        try:
-            yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h if h is not None else signal.SIG_DFL)
-
-    def _diverge(self, snapshot, what, at_epoch_end=False):
-        self.model.params.data[...] = snapshot[0]
-        self.opt.load_state_dict(snapshot[1])
-        self.finished = self.stop_reason = "diverged"
-        saved = getattr(self, "_saved_at", None)
-        if self.checkpoint_path is None:
-            where = "no checkpoint was asked for (checkpoint_path=None)"
-        elif saved is None or not os.path.exists(self.checkpoint_path):
-            where = f"no checkpoint had been written yet to {self.checkpoint_path!r}"
-        else:
-            at = f"after epoch {saved[0]}" + (f", step {saved[1]} of epoch {saved[0] + 1}"
-                                              if saved[1] else "")
-            where = (f"the last good checkpoint {self.checkpoint_path!r} ({at}) is kept "
-                     "unchanged")
-        when = (f"at the end of epoch {self.epoch + 1} (after step {self.step})"
-                if at_epoch_end else f"at epoch {self.epoch + 1}, step {self.step + 1}")
-        raise TrainingDiverged(
-            f"training diverged {when}: {what}. The "
-            f"model was rolled back to the start of epoch {self.epoch + 1}; {where}. Lower "
-            "lr, set clip_norm=..., or check the data scale")
 
     def _run(self, X, y, val):
         spe = -(-X.shape[0] // self.batch_size)  # steps per epoch
