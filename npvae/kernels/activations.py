@@ -43,8 +43,9 @@ Two kinds of activation, told apart by :attr:`Activation.needs_pre`:
 for the second; :meth:`Activation.saved` picks it. docs/math.md derives the derivatives.
 
 Codes are fixed for good: the compiled kernels freeze them, and Numba's disk cache is
-keyed by the source of :mod:`npvae.kernels._numba` alone, so a new activation takes a new
-code (and a branch there), and no code is ever renumbered.
+keyed by the source file of each kernel (the dense kernels are in
+:mod:`npvae.kernels._numba_dense`), so a new activation takes a new code (and a branch
+there), and no code is ever renumbered.
 
 This module sits below the kernels and imports nothing from npvae;
 :mod:`npvae.core.activations` is its public name.
