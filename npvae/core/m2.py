@@ -30,7 +30,7 @@ from collections import OrderedDict
 import numpy as np
 
 from npvae.core import checks as chk
-from npvae.core import memory
+from npvae.core import memory, workspace
 from npvae.core.classifier import (
     Classifier,
     check_labels,
@@ -122,7 +122,7 @@ class M2Model:
             part.initialize(init_rng, self.init)
         self.likelihood.initialize()
         self.rng = np.random.default_rng([self.seed, 1])
-        self._workspaces = OrderedDict()
+        self._workspaces = workspace.Workspaces(self._make_workspace, _MAX_WORKSPACES)
         return self
 
     def _networks(self, d):
@@ -166,7 +166,7 @@ class M2Model:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.kernels = get_kernels(self.backend)
-        self._workspaces = OrderedDict()
+        self._workspaces = workspace.Workspaces(self._make_workspace, _MAX_WORKSPACES)
         if self.params is not None:  # a learned variance is a view into the buffer too
             self.likelihood.bind(self.params)
 
@@ -194,11 +194,10 @@ class M2Model:
 
     # ------------------------------------------------------------------------ workspace
     def _workspace(self, n_lab, n_unl):
-        key = (n_lab, n_unl)
-        ws = self._workspaces.get(key)
-        if ws is not None:
-            self._workspaces.move_to_end(key)
-            return ws
+        return self._workspaces((n_lab, n_unl))
+
+    def _make_workspace(self, key):
+        n_lab, n_unl = key
         K, L, z, d, dt = (self.n_classes, self.n_samples, self.latent_dim, self.input_dim,
                           self.dtype)
         m = n_lab + K * n_unl
@@ -211,9 +210,6 @@ class M2Model:
               "dec": self.decoder.workspace(L * m, dt), "dout": np.empty((L * m, d), dt),
               "nll": np.empty(L * m), "dh": np.empty((m, 2 * z), dt),
               "kl_col": np.empty(z, dt), "w0": np.zeros(z, dt)}
-        self._workspaces[key] = ws
-        if len(self._workspaces) > _MAX_WORKSPACES:
-            self._workspaces.popitem(last=False)
         return ws
 
     # --------------------------------------------------------------------- loss and grad
