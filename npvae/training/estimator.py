@@ -131,12 +131,6 @@ class VAE(EstimatorMixin, VAEModel):
             raise NotFittedError(f"this {type(self).__name__} has no weights yet: call fit(X) "
                                  "first (or pass input_dim=...)")
 
-    @property
-    def n_features_in_(self):
-        if not self._built():
-            raise AttributeError("n_features_in_ is set by fit")
-        return self._core.input_dim
-
     def __repr__(self):
         return VAEModel.__repr__(self) if self._built() else self._params_repr()
 

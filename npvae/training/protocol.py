@@ -104,6 +104,12 @@ class EstimatorMixin:
     def __sklearn_is_fitted__(self):
         return self._built()
 
+    @property
+    def n_features_in_(self):
+        if not self._built():
+            raise AttributeError("n_features_in_ is set by fit")
+        return self._core.input_dim
+
     def __sklearn_tags__(self):
         # only scikit-learn calls this, so importing it here costs nothing extra
         from npvae.training.sklearn_adapter import estimator_tags

@@ -110,12 +110,6 @@ class SemiSupervisedVAE(EstimatorMixin, M2Model):
             raise NotFittedError(f"this {type(self).__name__} has no weights yet: call "
                                  "fit(X, y) first (or pass n_classes=... and input_dim=...)")
 
-    @property
-    def n_features_in_(self):
-        if not self._built():
-            raise AttributeError("n_features_in_ is set by fit")
-        return self._core.input_dim
-
     def __repr__(self):
         return M2Model.__repr__(self) if self._built() else self._params_repr()
 
