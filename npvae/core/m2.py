@@ -49,7 +49,7 @@ __all__ = ["M2Model"]
 _MAX_WORKSPACES = 4
 
 
-class M2Model:
+class M2Model(workspace.KeepsWorkspaces):
     r"""M2: classifier q(y|x), encoder q(z|x,y), decoder p(x|y,z), p(y) uniform, p(z) = N(0, I).
 
     Parameters
@@ -122,7 +122,7 @@ class M2Model:
             part.initialize(init_rng, self.init)
         self.likelihood.initialize()
         self.rng = np.random.default_rng([self.seed, 1])
-        self._workspaces = workspace.Workspaces(self._make_workspace, _MAX_WORKSPACES)
+        self._workspaces = self._new_workspaces()
         return self
 
     def _networks(self, d):
@@ -156,19 +156,8 @@ class M2Model:
         memory.check_memory(nbytes, what, "use smaller hidden layers, a smaller latent_dim "
                             "or batch_size")
 
-    def __getstate__(self):
-        # pickle/deepcopy: the kernels are looked up again by backend name, as VAEModel's
-        state = self.__dict__.copy()
-        state.pop("kernels", None)
-        state.pop("_workspaces", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.kernels = get_kernels(self.backend)
-        self._workspaces = workspace.Workspaces(self._make_workspace, _MAX_WORKSPACES)
-        if self.params is not None:  # a learned variance is a view into the buffer too
-            self.likelihood.bind(self.params)
+    def _new_workspaces(self):
+        return workspace.Workspaces(self._make_workspace, _MAX_WORKSPACES)
 
     def _require_built(self):
         if self.params is None:

@@ -38,7 +38,7 @@ FUSE_MAX_ROWS = 1  # train_step fuses weight gradients into Adam up to this many
 FUSE_MIN_WEIGHTS = 1 << 15  # ... for weight matrices at least this large
 
 
-class VAEModel:
+class VAEModel(workspace.KeepsWorkspaces):
     r"""Gaussian-encoder VAE with a hand-written loss gradient.
 
     Parameters
@@ -128,8 +128,7 @@ class VAEModel:
         self.decoder.initialize(init_rng, self.init)
         self.likelihood.initialize()
         self.rng = np.random.default_rng([self.seed, 1])  # the model's own noise stream
-        self._workspaces = workspace.Workspaces(partial(workspace.buffers, self),
-                                                _MAX_WORKSPACES)
+        self._workspaces = self._new_workspaces()
         return self
 
     def param_shapes(self, input_dim):
@@ -161,21 +160,8 @@ class VAEModel:
                                 f"n_samples={self.n_samples}",
                                 "use a smaller batch_size, fewer samples, or smaller layers")
 
-    def __getstate__(self):
-        # pickle/deepcopy: the kernels (Numba dispatchers, the BLAS pool's ctypes handles)
-        # are looked up again by backend name on unpickling; workspaces are not kept
-        state = self.__dict__.copy()
-        state.pop("kernels", None)
-        state.pop("_workspaces", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.kernels = get_kernels(self.backend)
-        self._workspaces = workspace.Workspaces(partial(workspace.buffers, self),
-                                                _MAX_WORKSPACES)
-        if self.params is not None:  # a learned variance is a view into the buffer too
-            self.likelihood.bind(self.params)
+    def _new_workspaces(self):
+        return workspace.Workspaces(partial(workspace.buffers, self), _MAX_WORKSPACES)
 
     def _require_built(self):
         if self.params is None:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["Workspaces", "buffers", "train_buffers", "infer_buffers"]
+__all__ = ["Workspaces", "KeepsWorkspaces", "buffers", "train_buffers", "infer_buffers"]
 
 
 class Workspaces:
@@ -37,6 +37,28 @@ class Workspaces:
 
     def __len__(self):
         return len(self._kept)
+
+
+class KeepsWorkspaces:
+    """Pickling and deep copies for a model with compiled kernels and workspaces (its
+    ``kernels``, ``backend``, ``params``, ``likelihood`` and ``_new_workspaces()``): neither
+    is kept; the kernels are looked up again by backend name (Numba dispatchers and the BLAS
+    pool's ctypes handles do not pickle), and the workspaces start empty."""
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("kernels", None)
+        state.pop("_workspaces", None)
+        return state
+
+    def __setstate__(self, state):
+        from npvae.kernels import get_kernels
+
+        self.__dict__.update(state)
+        self.kernels = get_kernels(self.backend)
+        self._workspaces = self._new_workspaces()
+        if self.params is not None:  # a learned variance is a view into the buffer too
+            self.likelihood.bind(self.params)
 
 
 def buffers(model, key):
