@@ -248,14 +248,7 @@ class M2Model(workspace.KeepsWorkspaces):
         m = nl + K * nu
         ws = self._workspace(nl, nu)
         k = self.kernels
-        if noise is None:
-            (rng or self.rng).standard_normal(out=ws["noise"], dtype=self.dtype)
-        else:
-            noise = np.asarray(noise)
-            if noise.shape != (L, m, Z):
-                raise ValueError(f"noise must have shape (L, N_l + K N_u, Z) = {(L, m, Z)}, "
-                                 f"got {noise.shape}")
-            ws["noise"][...] = noise
+        workspace.fill_noise(ws["noise"], noise, rng or self.rng, "(L, N_l + K N_u, Z)")
         noise2 = ws["noise"].reshape(L * m, Z)
 
         # classifier: log q(y | x) of every row

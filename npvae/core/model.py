@@ -291,14 +291,8 @@ class VAEModel(workspace.KeepsWorkspaces):
         else:
             ws = self._workspace(("samples", n, bound.samples(self, n)))
         k, L, z = self.kernels, ws["noise"].shape[0], self.latent_dim
-        if noise is None:
-            (rng or self.rng).standard_normal(out=ws["noise"], dtype=self.dtype)
-        else:
-            noise = np.asarray(noise)
-            if noise.shape != (L, n, z):
-                raise ValueError(f"noise must have shape ({'L' if bound is None else 'L k'}, "
-                                 f"N, Z) = {(L, n, z)}, got {noise.shape}")
-            ws["noise"][...] = noise
+        workspace.fill_noise(ws["noise"], noise, rng or self.rng,
+                             f"({'L' if bound is None else 'L k'}, N, Z)")
         noise2 = ws["noise"].reshape(L * n, z)
 
         # forward

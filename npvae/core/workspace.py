@@ -14,7 +14,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["Workspaces", "KeepsWorkspaces", "buffers", "train_buffers", "infer_buffers"]
+__all__ = ["Workspaces", "KeepsWorkspaces", "fill_noise", "buffers", "train_buffers",
+           "infer_buffers"]
 
 
 class Workspaces:
@@ -59,6 +60,19 @@ class KeepsWorkspaces:
         self._workspaces = self._new_workspaces()
         if self.params is not None:  # a learned variance is a view into the buffer too
             self.likelihood.bind(self.params)
+
+
+def fill_noise(out, noise, rng, dims):
+    """Fill a step's noise buffer ``out``: with ``noise`` (checked to be ``out``'s shape,
+    named ``dims`` in the error, e.g. ``"(L, N, Z)"``) or, if it is None, with standard
+    normal draws from ``rng``."""
+    if noise is None:
+        rng.standard_normal(out=out, dtype=out.dtype)
+        return
+    noise = np.asarray(noise)
+    if noise.shape != out.shape:
+        raise ValueError(f"noise must have shape {dims} = {out.shape}, got {noise.shape}")
+    out[...] = noise
 
 
 def buffers(model, key):
