@@ -82,6 +82,7 @@ def test_the_split_gemm_is_used_when_a_provider_is_here():
 @pytest.mark.parametrize("vendor,first", [("GenuineIntel", "mkl"), ("AuthenticAMD", "openblas"),
                                           (None, "openblas")])
 def test_auto_prefers_mkl_on_intel_only(monkeypatch, vendor, first):
+    monkeypatch.setenv("NPVAE_GEMM", "auto")  # the order auto tries, whatever this run chose
     monkeypatch.setattr(_gemm, "_state", {})
     monkeypatch.setattr(_openblas, "cpu_vendor", lambda: vendor)
     tried = []
@@ -106,13 +107,37 @@ def test_blocks_match_np_dot(provider, dtype, m, k, n, orders, parts, seed):
     assert_gemm_close(out, a, b)
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 120),
+       orders=st.tuples(*[st.sampled_from("CTS")] * 2), width=st.sampled_from([16, 32, 64]),
+       seed=seeds)
+def test_narrow_blocks_match_np_dot(provider, dtype, m, k, n, orders, width, seed):
+    """Blocks of a fixed width (``NARROW``), the last one narrower, on every layout."""
+    rng = np.random.default_rng(seed)
+    a, b = operand(rng, (m, k), dtype, orders[0]), operand(rng, (k, n), dtype, orders[1])
+    out = np.full((m, n), np.nan, dtype)
+    p = FOUND[provider][0]
+    assert _gemm._gemm(p.gemm[out.dtype], a, b, out, 2, width)
+    assert_gemm_close(out, a, b)
+
+
+def test_narrow_widths_by_rows():
+    """The (rows, width) table reads as: up to ``rows`` rows, blocks of ``width``."""
+    widths = _gemm._widths(((3, 0), (16, 64), (32, 32)))
+    assert len(widths) == 33
+    assert widths[:4] == (0,) * 4 and widths[4:17] == (64,) * 13 and widths[17:] == (32,) * 16
+    assert _gemm._widths(()) == ()
+
+
 @pytest.mark.skipif(USED is None, reason=f"np.dot is used here: {WHY}")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m,k,n", [(1, 784, 400), (128, 784, 400), (128, 400, 784),
+@pytest.mark.parametrize("m,k,n", [(1, 784, 400), (4, 400, 784), (16, 784, 400),
+                                   (24, 400, 40), (32, 400, 784), (128, 784, 400), (128, 400, 784),
                                    (400, 128, 784), (784, 1, 400), (513, 37, 250)])
 def test_model_shapes_split_over_threads(dtype, m, k, n):
-    """The model's shapes (batch 1 and 128) through the public entry point, above the
-    size where the product is split over the threads."""
+    """The model's shapes (batch 1, 4-32 in narrow blocks, and 128) through the public
+    entry point, above the size where the product is split over the threads."""
     rng = np.random.default_rng(m * n + k)
     for a in (operand(rng, (m, k), dtype, "C"), operand(rng, (m, k), dtype, "T")):
         for b in (operand(rng, (k, n), dtype, "C"), operand(rng, (k, n), dtype, "T")):

@@ -6,7 +6,9 @@ a product is cut into one block of output columns per thread (rows when the outp
 taller than wide), and each thread makes one single-threaded ``cblas_?gemm`` call on its
 block, inside a Numba ``prange``: the GEMMs run on the same pool of threads as npvae's
 kernels, so no second pool spins on the cores. Blocks of columns start at multiples of 16,
-so every thread's part of ``out`` and ``b`` stays 64-byte aligned.
+so every thread's part of ``out`` and ``b`` stays 64-byte aligned. With OpenBLAS, products
+of 4 to 32 rows are cut into narrow blocks of a fixed width instead (``NARROW``): its
+sequential kernels ran those shapes up to 5x faster 32 or 64 columns at a time.
 
 The BLAS (the *provider*) is Intel MKL when its wheel is installed and the CPU is Intel's
 (:mod:`npvae.plumbing.mkl`; MKL runs its slow generic code on other CPUs: on an AMD EPYC
@@ -48,6 +50,14 @@ ALIGN = 16  # elements: a column block's first column (64 bytes of float32)
 # one call beat a split 784x400 GEMV inside a step; with OpenBLAS on an EPYC the split one
 # won (inference at batch 1 44.5 -> 32.7 us, the training step 195 -> 185 us)
 SERIAL_MAX = {"mkl": 1 << 19, "openblas": 1 << 17}
+# rows -> block width of a split product with that many rows (at most), by provider. On
+# the EPYC, OpenBLAS 0.3.34's sequential sgemm on 4-16 rows of the model's 784x400 and
+# 400x784 products (either layout) took 0.5-0.9x the time in blocks of 64 columns that it
+# took in two blocks of ~200 or ~400, and down to 0.2x for 4-8 rows with a transposed
+# operand; on 17-32 rows blocks of 32 won (0.7-0.85x), and from 48 rows two blocks won
+# (`python bench/gemm_widths.py`; bench/README.md's log). MKL was tuned on a Xeon with the
+# two blocks and keeps them.
+NARROW = {"mkl": (), "openblas": ((3, 0), (16, 64), (32, 32))}
 INT32_MAX = 2**31 - 1
 CHOICES = ("auto", "mkl", "openblas", "numpy")
 
@@ -122,11 +132,12 @@ def _overlap(x, y):
 
 
 @njit(parallel=True, cache=_CACHE, nogil=True)
-def _gemm(fn, a, b, out, parts):
-    """``out = a @ b`` via the ``cblas_?gemm`` at ``fn``, in ``parts`` blocks; False
-    (nothing written) if BLAS cannot take these operands, for the caller to use
-    ``np.dot``. (``parts`` is an argument: calling ``get_num_threads`` in here would keep
-    the kernel out of the disk cache.)"""
+def _gemm(fn, a, b, out, parts, width=0):
+    """``out = a @ b`` via the ``cblas_?gemm`` at ``fn``, in ``parts`` blocks, or, if
+    ``width`` > 0 and ``parts`` > 1, in blocks of ``width`` columns; False (nothing
+    written) if BLAS cannot take these operands, for the caller to use ``np.dot``.
+    (``parts`` is an argument: calling ``get_num_threads`` in here would keep the kernel
+    out of the disk cache.)"""
     m, k = a.shape
     n = b.shape[1]
     if b.shape[0] != k or out.shape[0] != m or out.shape[1] != n:
@@ -145,14 +156,14 @@ def _gemm(fn, a, b, out, parts):
         _call_gemm(fn, ta, tb, m, n, k, one, pa, lda, pb, ldb, pc, ldc)
         return True
     if n >= m:  # blocks of columns: out[:, j0:j1] = a @ b[:, j0:j1]
-        width = -(-n // parts)
-        width = -(-width // ALIGN) * ALIGN
-        for t in prange(parts):
+        if width <= 0:
+            width = -(-n // parts)
+            width = -(-width // ALIGN) * ALIGN
+        for t in prange(-(-n // width)):
             j0, j1 = t * width, min(n, (t + 1) * width)
-            if j1 > j0:
-                bj = j0 if tb == NO_TRANS else j0 * ldb
-                _call_gemm(fn, ta, tb, m, j1 - j0, k, one, pa, lda, pb + bj * item, ldb,
-                           pc + j0 * item, ldc)
+            bj = j0 if tb == NO_TRANS else j0 * ldb
+            _call_gemm(fn, ta, tb, m, j1 - j0, k, one, pa, lda, pb + bj * item, ldb,
+                       pc + j0 * item, ldc)
     else:  # blocks of rows: out[i0:i1] = a[i0:i1] @ b
         height = -(-m // parts)
         for t in prange(parts):
@@ -213,6 +224,7 @@ def provider():
         get_num_threads()  # starts Numba's pool: see _thread_count
         if found is not None:
             found.serial_max = SERIAL_MAX[found.name]
+            found.widths = _widths(NARROW[found.name])
         _state.update(blas=found, why=why, choice=name, parts=_pool_size())
         if found is not None and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_single_threaded)
@@ -260,6 +272,16 @@ def info():
         return {"provider": "numpy", "detail": "np.dot (NumPy's BLAS)", "why": why}
     return {"provider": found.name, "detail": f"{found.version} ({found.path}), sequential, "
             "split over Numba's threads", "why": None}
+
+
+def _widths(table):
+    """``widths[m]``: the block width for a split product of ``m`` rows (0: ``parts``
+    even blocks), from a ``NARROW`` table of (up to this many rows, width)."""
+    widths, lo = [], 0
+    for rows, width in table:
+        widths += [width] * (rows + 1 - lo)
+        lo = rows + 1
+    return tuple(widths)
 
 
 def _pool_size():
@@ -311,9 +333,13 @@ def matmul(a, b, out):
     if found is not None and a.ndim == 2 and b.ndim == 2 and out.ndim == 2:
         found.single_threaded()  # threadpoolctl may have given it threads
         fn = found.gemm.get(out.dtype)
-        if (fn is not None and a.dtype == out.dtype and b.dtype == out.dtype
-                and _gemm(fn, a, b, out,
-                          1 if a.size * b.shape[1] <= found.serial_max else _state["parts"])):
-            return out
+        if fn is not None and a.dtype == out.dtype and b.dtype == out.dtype:
+            m, widths = a.shape[0], found.widths
+            if a.size * b.shape[1] <= found.serial_max:
+                parts, width = 1, 0
+            else:
+                parts, width = _state["parts"], widths[m] if m < len(widths) else 0
+            if _gemm(fn, a, b, out, parts, width):
+                return out
     return np.dot(a, b, out=out)
 
