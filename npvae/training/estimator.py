@@ -13,11 +13,10 @@ from npvae.core import checks as chk
 from npvae.core import memory
 from npvae.core.model import VAEModel
 from npvae.inference import metrics
-from npvae.training import schema
+from npvae.training import persistence, schema
 from npvae.training.checkpoint import (
     CHECKPOINT_KIND,
     CheckpointError,
-    load_checkpoint,
     param_arrays,
     restore_params,
     save_checkpoint,
@@ -404,15 +403,7 @@ class VAE(EstimatorMixin, VAEModel):
         npvae.training.checkpoint.CheckpointError
             The file is damaged, or its arrays do not fit the model its config describes.
         """
-        holder = {}
-
-        def check(meta):  # before any array is read: config types, sizes, memory
-            core, holder["kwargs"] = cls._core_from_config(meta["config"], path, backend)
-            schema.check_manifest_fits(core, meta, path)
-
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND, check=check)
-        return cls._from_checkpoint(arrays, config, path, backend=backend, best=best,
-                                    kwargs=holder["kwargs"])
+        return persistence.load_model(cls, path, CHECKPOINT_KIND, backend, best=best)
 
     @classmethod
     def _from_checkpoint(cls, arrays, config, path, *, backend=None, best=True, kwargs=None):

@@ -13,8 +13,8 @@ import numpy as np
 from npvae.core import checks as chk
 from npvae.core.classifier import check_labels
 from npvae.core.m2 import M2Model
-from npvae.training import schema
-from npvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from npvae.training import persistence, schema
+from npvae.training.checkpoint import CheckpointError, save_checkpoint
 from npvae.training.m2_trainer import balanced_labels, run
 from npvae.training.protocol import EstimatorMixin, ModelState, NotFittedError, Param
 from npvae.training.trainer import param_arrays, restore_params
@@ -328,15 +328,7 @@ class SemiSupervisedVAE(EstimatorMixin, M2Model):
         """Rebuild a model written by :meth:`save`. Its config is checked (types, sizes,
         memory) and the arrays' names and shapes against it before any array is read;
         raises CheckpointError if anything is wrong."""
-        holder = {}
-
-        def check(meta):
-            core, holder["kwargs"] = cls._core_from_config(meta["config"], path, backend)
-            schema.check_manifest_fits(core, meta, path)
-
-        arrays, config, _ = load_checkpoint(path, kind=CHECKPOINT_KIND, check=check)
-        return cls._from_checkpoint(arrays, config, path, backend=backend,
-                                    kwargs=holder["kwargs"])
+        return persistence.load_model(cls, path, CHECKPOINT_KIND, backend)
 
     @classmethod
     def _from_checkpoint(cls, arrays, config, path, *, backend=None, kwargs=None):
