@@ -131,10 +131,21 @@ def _overlap(x, y):
     return xlo < yhi and ylo < xhi
 
 
+@njit(cache=_CACHE, inline="always")
+def _column_block(fn, ta, tb, m, n, k, one, pa, lda, pb, ldb, pc, ldc, item, j0, width):
+    """``out[:, j0:j0 + width] = a @ b[:, j0:j0 + width]`` (the last block narrower)."""
+    j1 = min(n, j0 + width)
+    bj = j0 if tb == NO_TRANS else j0 * ldb
+    _call_gemm(fn, ta, tb, m, j1 - j0, k, one, pa, lda, pb + bj * item, ldb,
+               pc + j0 * item, ldc)
+
+
 @njit(parallel=True, cache=_CACHE, nogil=True)
 def _gemm(fn, a, b, out, parts, width=0):
-    """``out = a @ b`` via the ``cblas_?gemm`` at ``fn``, in ``parts`` blocks, or, if
-    ``width`` > 0 and ``parts`` > 1, in blocks of ``width`` columns; False (nothing
+    """``out = a @ b`` via the ``cblas_?gemm`` at ``fn``, in ``parts`` blocks over the
+    pool, or, if ``width`` > 0 and the product is at least as wide as tall, in blocks of
+    ``width`` columns (over the pool if ``parts`` > 1, else one after the other on this
+    thread, with no parallel region: a pool of one, a forked child); False (nothing
     written) if BLAS cannot take these operands, for the caller to use ``np.dot``.
     (``parts`` is an argument: calling ``get_num_threads`` in here would keep the kernel
     out of the disk cache.)"""
@@ -152,18 +163,22 @@ def _gemm(fn, a, b, out, parts, width=0):
         return False
     one = a.dtype.type(1)
     pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
-    if parts == 1:
+    if parts == 1 and (width <= 0 or n < m):
         _call_gemm(fn, ta, tb, m, n, k, one, pa, lda, pb, ldb, pc, ldc)
         return True
     if n >= m:  # blocks of columns: out[:, j0:j1] = a @ b[:, j0:j1]
         if width <= 0:
             width = -(-n // parts)
             width = -(-width // ALIGN) * ALIGN
-        for t in prange(-(-n // width)):
-            j0, j1 = t * width, min(n, (t + 1) * width)
-            bj = j0 if tb == NO_TRANS else j0 * ldb
-            _call_gemm(fn, ta, tb, m, j1 - j0, k, one, pa, lda, pb + bj * item, ldb,
-                       pc + j0 * item, ldc)
+        blocks = -(-n // width)
+        if parts == 1:  # the same blocks, on this thread only
+            for t in range(blocks):
+                _column_block(fn, ta, tb, m, n, k, one, pa, lda, pb, ldb, pc, ldc, item,
+                              t * width, width)
+        else:
+            for t in prange(blocks):
+                _column_block(fn, ta, tb, m, n, k, one, pa, lda, pb, ldb, pc, ldc, item,
+                              t * width, width)
     else:  # blocks of rows: out[i0:i1] = a[i0:i1] @ b
         height = -(-m // parts)
         for t in prange(parts):
@@ -337,7 +352,7 @@ def matmul(a, b, out):
             m, widths = a.shape[0], found.widths
             if a.size * b.shape[1] <= found.serial_max:
                 parts, width = 1, 0
-            else:
+            else:  # narrow blocks on a pool of one too: the same blocks, the same bits
                 parts, width = _state["parts"], widths[m] if m < len(widths) else 0
             if _gemm(fn, a, b, out, parts, width):
                 return out
