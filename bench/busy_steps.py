@@ -21,9 +21,10 @@ import os
 import sys
 import time
 
-UNSET = {k: os.environ.pop(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-         if k in os.environ}
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common  # noqa: E402  (imports no numpy)
+
+REMOVED = common.unset_openblas_env()  # before numpy loads OpenBLAS
 
 import numpy as np  # noqa: E402
 
@@ -74,7 +75,7 @@ def main(argv=None):
     numba.set_num_threads(threads)
     cpu = max(os.sched_getaffinity(0))
     print(f"# batch {args.batch}, {threads} threads (pool {numba.config.NUMBA_NUM_THREADS}), "
-          f"busy process on CPU {cpu}; unset {sorted(UNSET) or 'nothing'}")
+          f"busy process on CPU {cpu}; {common.openblas_env_status(REMOVED)}")
     with BusyCore(cpu) as load:
         for r in range(args.rounds):
             quiet = window(model, opt, x, args.window_s)

@@ -22,8 +22,10 @@ import os
 import sys
 import time
 
-UNSET = {k: os.environ.pop(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-         if k in os.environ}
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common  # noqa: E402  (imports no numpy)
+
+REMOVED = common.unset_openblas_env()  # before numpy loads OpenBLAS
 
 import numpy as np  # noqa: E402
 
@@ -71,7 +73,7 @@ def main(argv=None):
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     fn, parts = found.gemm[np.dtype(np.float32)], gemm._pool_size()
     print(f"# {found.name} {found.version}; {numba.get_num_threads()} threads, pool "
-          f"{parts}; unset {sorted(UNSET) or 'nothing'}; us per product, best of 7")
+          f"{parts}; {common.openblas_env_status(REMOVED)}; us per product, best of 7")
     print("| rows | inner x cols | B | pool | " + " | ".join(f"w{w}" for w in args.widths)
           + " | now |")
     print("|---" * (5 + len(args.widths)) + "|")
